@@ -1,0 +1,2 @@
+from .kitti_converter import *  # noqa: F401,F403
+from .synthetic_kitti import *  # noqa: F401,F403

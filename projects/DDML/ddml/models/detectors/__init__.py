@@ -1,0 +1,3 @@
+from .depth_discriminative import DepthDiscriminativeDetector
+
+__all__ = ['DepthDiscriminativeDetector']
