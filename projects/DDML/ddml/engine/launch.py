@@ -1,0 +1,267 @@
+"""Command-line front ends of ``tools/train.py`` and ``tools/test.py``.
+
+The options are those of mmdet3d 1.4's own tools, so a user moves between
+mmdet3d and this add-on without relearning anything. The logic lives here
+(not in ``tools/``) so that tests can reach it.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+from typing import List, Optional
+
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+__all__ = [
+    'train_parser', 'test_parser', 'train_config', 'test_config',
+    'build_runner', 'train_main', 'test_main', 'check_evaluator_available'
+]
+
+_LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
+_VIS_TASKS = [
+    'mono_det', 'multi-view_det', 'lidar_det', 'lidar_seg',
+    'multi-modality_det'
+]
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='directory for logs and outputs')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs merged '
+        'into it, e.g. train_cfg.max_iters=10 or key="[a,b]" for lists '
+        '(quotes needed, no white space)')
+    parser.add_argument(
+        '--launcher', choices=_LAUNCHERS, default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """Argument parser of ``tools/train.py`` (mmdet3d's options)."""
+    parser = argparse.ArgumentParser(
+        description='Train a monocular 3D detector (mmdet3d + ddml)')
+    parser.add_argument('config', help='train config file path')
+    _common_arguments(parser)
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='enable automatic mixed precision training (needs CUDA)')
+    parser.add_argument(
+        '--sync_bn',
+        choices=['none', 'torch', 'mmcv'],
+        default='none',
+        help='convert BatchNorm layers to SyncBatchNorm')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual batch size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or without a path from the '
+        'latest checkpoint in the work directory')
+    return parser
+
+
+def test_parser() -> argparse.ArgumentParser:
+    """Argument parser of ``tools/test.py`` (mmdet3d's options)."""
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a monocular 3D detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    _common_arguments(parser)
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory (under work_dir/timestamp) for painted images')
+    parser.add_argument(
+        '--score-thr', type=float, default=0.1, help='bbox score threshold')
+    parser.add_argument(
+        '--task',
+        choices=_VIS_TASKS,
+        default='mono_det',
+        help='visualisation task (default: mono_det)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='interval of --show (s)')
+    parser.add_argument(
+        '--tta', action='store_true', help='test time augmentation')
+    return parser
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file {args.config} does not exist')
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # work_dir: command line > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """Config for training, with the command-line options applied.
+
+    Args:
+        args: Parsed :func:`train_parser` arguments.
+
+    Returns:
+        The config the Runner is built from.
+    """
+    cfg = _load_config(args)
+    if args.amp:
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper == 'AmpOptimWrapper':
+            print_log('AMP training is already enabled in the config.',
+                      logger='current', level=logging.WARNING)
+        elif wrapper != 'OptimWrapper':
+            raise ValueError(
+                f'--amp needs optim_wrapper.type OptimWrapper, but the '
+                f'config {args.config} uses {wrapper}')
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.sync_bn != 'none':
+        cfg.sync_bn = args.sync_bn
+    if args.auto_scale_lr:
+        scale = cfg.get('auto_scale_lr', None)
+        if not scale or 'base_batch_size' not in scale:
+            raise ValueError(
+                f'--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+                f'base_batch_size=...) in the config {args.config}')
+        cfg.auto_scale_lr.enable = True
+    # --resume: a path resumes from it, no path from the latest checkpoint
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(
+                f'--resume checkpoint {args.resume} does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def test_config(args: argparse.Namespace) -> Config:
+    """Config for testing, with the command-line options applied.
+
+    Args:
+        args: Parsed :func:`test_parser` arguments.
+
+    Returns:
+        The config the Runner is built from.
+    """
+    cfg = _load_config(args)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        hooks = cfg.get('default_hooks', {})
+        if 'visualization' not in hooks:
+            raise ValueError(
+                '--show/--show-dir need default_hooks.visualization = '
+                "dict(type='Det3DVisualizationHook') in the config")
+        vis = hooks['visualization']
+        vis['draw'] = True
+        if args.show:
+            vis['show'] = True
+            vis['wait_time'] = args.wait_time
+        if args.show_dir:
+            vis['test_out_dir'] = args.show_dir
+        vis['vis_task'] = args.task
+        vis['score_thr'] = args.score_thr
+    if args.tta:
+        for key in ('tta_model', 'tta_pipeline'):
+            if key not in cfg:
+                raise ValueError(f'--tta needs {key} in the config')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    return cfg
+
+
+def _evaluator_types(evaluator) -> List[str]:
+    if evaluator is None:
+        return []
+    if isinstance(evaluator, (list, tuple)):
+        return [t for e in evaluator for t in _evaluator_types(e)]
+    if 'metrics' in evaluator:  # an Evaluator dict wrapping metrics
+        return _evaluator_types(evaluator['metrics'])
+    return [evaluator.get('type', '')]
+
+
+def check_evaluator_available(cfg: Config) -> None:
+    """Stop before inference when the test metric cannot run here.
+
+    mmdet3d's ``WaymoMetric`` needs the Waymo devkit (TensorFlow) and the
+    ``compute_detection_metrics_main`` binary built with bazel; without
+    them it fails only after a whole inference pass.
+
+    Args:
+        cfg: The test config.
+
+    Raises:
+        RuntimeError: Naming what to install, or the metric to use instead.
+    """
+    types = _evaluator_types(cfg.get('test_evaluator', None))
+    if 'WaymoMetric' not in types:
+        return
+    import shutil
+    missing = []
+    try:
+        import waymo_open_dataset  # noqa: F401
+    except ImportError:
+        missing.append('the Waymo Open Dataset devkit (python package '
+                       'waymo-open-dataset-tf-2-12-0 with TensorFlow)')
+    binary = 'compute_detection_metrics_main'
+    local = osp.join('mmdet3d', 'evaluation', 'functional', 'waymo_utils',
+                     binary)
+    if shutil.which(binary) is None and not osp.isfile(local):
+        missing.append(f'the bazel-built binary {binary} (build it from the '
+                       f'Waymo devkit and put it at {local} or on PATH)')
+    if missing:
+        raise RuntimeError(
+            "test_evaluator uses mmdet3d's WaymoMetric, which needs "
+            + ' and '.join(missing) + '. Install them, or evaluate with '
+            "ddml's Waymo metric, which needs neither: "
+            "--cfg-options test_evaluator.type=WaymoMono3DMetric")
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the Runner (or the ``runner_type`` of the config)."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def train_main(argv: Optional[List[str]] = None) -> Runner:
+    """``tools/train.py``: train with mmengine's Runner."""
+    import ddml  # noqa: F401  (registers the add-on)
+    cfg = train_config(train_parser().parse_args(argv))
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def test_main(argv: Optional[List[str]] = None) -> dict:
+    """``tools/test.py``: test and evaluate with mmengine's Runner."""
+    import ddml  # noqa: F401  (registers the add-on)
+    cfg = test_config(test_parser().parse_args(argv))
+    check_evaluator_available(cfg)
+    return build_runner(cfg).test()

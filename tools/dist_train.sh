@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Distributed training with torch's launcher, as mmdet3d's dist_train.sh:
+#   tools/dist_train.sh CONFIG NUM_PROCS [train.py options]
+# NNODES, NODE_RANK, PORT and MASTER_ADDR set a multi-machine run.
+set -euo pipefail
+CONFIG=$1
+NPROC=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+PYTHON=${PYTHON:-python}
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$NPROC" --master_port="$PORT" \
+    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "${@:3}"

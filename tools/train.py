@@ -1,0 +1,11 @@
+"""Train a monocular 3D detector with mmdet3d and ddml.
+
+Same options as mmdet3d's tools/train.py, e.g.::
+
+    python tools/train.py configs/demo/ddml_demo-resnet18_1xb8_demo-kitti-mono3d.py
+    python tools/train.py <config> --work-dir work_dirs/x --resume
+"""
+from ddml.engine import train_main
+
+if __name__ == '__main__':
+    train_main()
