@@ -1,0 +1,2 @@
+"""Synthetic KITTI-format renderer (work in progress)."""
+__all__ = []
