@@ -289,7 +289,9 @@ def _waymo_dataset(waymo_test_root, tmp_path, ann_name='waymo_infos_val.pkl'):
     ``*.jpg`` while the files are ``.png``, so the frames are copied to
     tmp_path under the expected names (never into the repository)."""
     from mmdet3d.datasets import WaymoDataset
+    from mmdet3d.utils import register_all_modules
     from mmengine.fileio import load
+    register_all_modules(init_default_scope=True)
     ann = waymo_test_root / 'kitti_format' / ann_name
     root = tmp_path / 'waymo'
     img_dir = root / 'training' / 'image_0'
@@ -336,11 +338,14 @@ def _run_metric(metric, samples):
     return metric.compute_metrics(metric.results)
 
 
-def test_metric_on_real_waymo_frames(mmdet3d, waymo_test_root, tmp_path):
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_metric_on_real_waymo_frames(mmdet3d, waymo_test_root, tmp_path,
+                                     split):
     from mmengine.structures import InstanceData
 
     from ddml.evaluation import WaymoMono3DMetric
-    ds, ann = _waymo_dataset(waymo_test_root, tmp_path)
+    ds, ann = _waymo_dataset(waymo_test_root, tmp_path,
+                             f'waymo_infos_{split}.pkl')
     assert len(ds) == 1
     item = ds[0]
     sample = item['data_samples']
@@ -385,6 +390,15 @@ def test_metric_on_real_waymo_frames(mmdet3d, waymo_test_root, tmp_path):
     res = _run_metric(metric, [predict(near, torch.full((len(gt), ), .6))])
     assert res[f'{car}/LEVEL_1/AP'] == pytest.approx(1.0, abs=1e-6)
     assert all(np.isfinite(list(res.values())))
+    if split == 'train':
+        # The train info is self-consistent: LiDAR instances and camera-
+        # synced boxes, restricted to the camera, are the same object.
+        for src in ('instances', 'cam_sync_instances'):
+            m = WaymoMono3DMetric(ann_file=str(ann), gt_source=src)
+            m.dataset_meta = ds.metainfo
+            res = _run_metric(m, [predict(gt.bboxes_3d.clone(),
+                                          torch.ones(len(gt)))])
+            assert res[f'{car}/LEVEL_1/AP'] == pytest.approx(1.0), src
 
 
 def test_metric_gt_matches_lidar_instances(mmdet3d, waymo_test_root):

@@ -49,6 +49,11 @@ def _get(sample, key, default=None):
     return getattr(sample, key, default)
 
 
+def _frame_key(obj) -> Tuple[str, int]:
+    """(context_name, timestamp) of an info dict or a data sample."""
+    return (str(_get(obj, 'context_name')), int(_get(obj, 'timestamp')))
+
+
 def _lidar_to_waymo(boxes: LiDARInstance3DBoxes) -> np.ndarray:
     """mmdet3d LiDAR boxes (bottom centre) -> Waymo (gravity centre).
 
@@ -129,8 +134,10 @@ class WaymoMono3DMetric(BaseMetric):
     all prefixed with ``Waymo/`` (``default_prefix``).
 
     Ground truth comes from the info file (``ann_file``), frame by frame
-    through ``sample_idx``; only frames with a prediction are evaluated
-    (so ``load_interval`` and partial runs work).  Difficulty is Waymo's:
+    through the ``context_name`` and ``timestamp`` meta keys (which
+    ``Pack3DDetInputs`` must pack; ``sample_idx`` is not usable, mmengine
+    replaces it with the dataset index); only frames with a prediction are
+    evaluated (so ``load_interval`` and partial runs work).  Difficulty is Waymo's:
     ground truths without LiDAR points are dropped, with <= 5 points they
     are LEVEL_2, else LEVEL_1.
 
@@ -241,10 +248,13 @@ class WaymoMono3DMetric(BaseMetric):
             if not isinstance(data, dict) or 'data_list' not in data:
                 raise ValueError(f'{self.ann_file} is not an mmdet3d v2 info '
                                  "file (a dict with 'data_list')")
-            self._infos = {
-                int(info['sample_idx']): info
-                for info in data['data_list']
-            }
+            self._infos = {}
+            for info in data['data_list']:
+                if 'context_name' not in info or 'timestamp' not in info:
+                    raise ValueError(
+                        f'{self.ann_file}: infos need context_name and '
+                        'timestamp (mmdet3d >= 1.1 Waymo infos have them)')
+                self._infos[_frame_key(info)] = info
         return self._infos
 
     def _class_types(self) -> np.ndarray:
@@ -262,7 +272,8 @@ class WaymoMono3DMetric(BaseMetric):
             data_samples (Sequence[dict]): Model outputs with
                 ``pred_instances_3d`` (``bboxes_3d``: Camera- or
                 LiDARInstance3DBoxes, ``scores_3d``, ``labels_3d``) and the
-                meta keys ``sample_idx`` (required), ``cam2img`` and
+                meta keys ``context_name`` and ``timestamp`` (required),
+                ``cam2img`` and
                 ``img_shape`` (optional, used together for the image
                 filter), ``lidar2cam`` (optional; else from the info).
         """
@@ -270,16 +281,20 @@ class WaymoMono3DMetric(BaseMetric):
             pred = _get(sample, 'pred_instances_3d')
             if pred is None:
                 raise KeyError('data sample has no pred_instances_3d')
-            sample_idx = _get(sample, 'sample_idx')
-            if sample_idx is None:
-                raise KeyError("data sample has no 'sample_idx' meta key; add "
-                               'it to Pack3DDetInputs(meta_keys=...)')
+            if (_get(sample, 'context_name') is None
+                    or _get(sample, 'timestamp') is None):
+                raise KeyError(
+                    "data sample lacks the 'context_name' / 'timestamp' meta "
+                    'keys that identify the Waymo frame; add them to '
+                    "Pack3DDetInputs(meta_keys=...) ('sample_idx' is "
+                    "overwritten by mmengine's BaseDataset with the index)")
+            key = _frame_key(sample)
             boxes = _get(pred, 'bboxes_3d')
             scores = torch.as_tensor(_get(pred, 'scores_3d')).detach().cpu()
             labels = torch.as_tensor(_get(pred, 'labels_3d')).detach().cpu()
             if isinstance(boxes, CameraInstance3DBoxes):
                 boxes = boxes.to('cpu')
-                info = self._load_infos().get(int(sample_idx))
+                info = self._load_infos().get(key)
                 lidar2cam = _get(sample, 'lidar2cam')
                 cam2img = _get(sample, 'cam2img')
                 img_shape = _get(sample, 'img_shape')
@@ -292,7 +307,7 @@ class WaymoMono3DMetric(BaseMetric):
                         img_shape = (img_info['height'], img_info['width'])
                 if lidar2cam is None:
                     raise KeyError(
-                        f'no lidar2cam for sample {sample_idx}: neither in '
+                        f'no lidar2cam for frame {key}: neither in '
                         'the data sample nor in the info file')
                 keep = np.ones(len(boxes), dtype=bool)
                 if self.filter_preds_outside_image and cam2img is not None:
@@ -307,7 +322,7 @@ class WaymoMono3DMetric(BaseMetric):
                                 f'LiDARInstance3DBoxes, got {type(boxes)}')
             self.results.append(
                 dict(
-                    sample_idx=int(sample_idx),
+                    frame=key,
                     boxes=wboxes.astype(np.float32),
                     scores=scores.float().numpy().reshape(-1),
                     labels=labels.long().numpy().reshape(-1)))
@@ -406,13 +421,13 @@ class WaymoMono3DMetric(BaseMetric):
         n_unknown = 0
         n_dup = 0
         for res in results:
-            idx = res['sample_idx']
+            idx = res['frame']
             if idx in seen:
                 n_dup += 1
                 continue
             seen.add(idx)
             if idx not in infos:
-                raise KeyError(f'sample_idx {idx} is not in {self.ann_file}; '
+                raise KeyError(f'frame {idx} is not in {self.ann_file}; '
                                'is the metric pointed at the same info file '
                                'as the dataset?')
             gb, gtypes, gpts, unk = self._gt_frame(infos[idx])
