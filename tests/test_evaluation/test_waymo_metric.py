@@ -321,7 +321,8 @@ def _waymo_dataset(waymo_test_root, tmp_path, ann_name='waymo_infos_val.pkl'):
     ds = WaymoDataset(
         data_root=str(root),
         ann_file=str(ann),
-        data_prefix=dict(pts='training/velodyne', CAM_FRONT='training/image_0'),
+        data_prefix=dict(
+            pts='training/velodyne', CAM_FRONT='training/image_0'),
         pipeline=pipeline,
         modality=dict(use_lidar=False, use_camera=True),
         metainfo=dict(classes=['Pedestrian', 'Cyclist', 'Car']),
@@ -364,8 +365,9 @@ def test_metric_on_real_waymo_frames(mmdet3d, waymo_test_root, tmp_path,
         return s
 
     # Perfect prediction: AP = APH = LET-AP = 1 for the class present.
+    import torch
     res = _run_metric(metric, [predict(gt.bboxes_3d.clone(),
-                                       __import__('torch').ones(len(gt)))])
+                                       torch.ones(len(gt)))])
     car = 'Vehicle'
     assert set(ds.metainfo['classes']) == {'Pedestrian', 'Cyclist', 'Car'}
     for key in (f'{car}/LEVEL_1/AP', f'{car}/LEVEL_1/APH',
@@ -373,9 +375,17 @@ def test_metric_on_real_waymo_frames(mmdet3d, waymo_test_root, tmp_path,
                 f'{car}/LEVEL_2/LET-APL'):
         assert res[key] == pytest.approx(1.0, abs=1e-6), key
     assert res['Overall/LEVEL_2/mAPH'] == pytest.approx(1 / 3, abs=1e-6)
+    # Through mmengine's evaluate(): keys get the 'Waymo/' prefix.
+    m = WaymoMono3DMetric(ann_file=str(ann))
+    m.dataset_meta = ds.metainfo
+    m.process({}, [predict(gt.bboxes_3d.clone(),
+                           torch.ones(len(gt))).to_dict()])
+    out = m.evaluate(1)
+    assert out['Waymo/Vehicle/LEVEL_1/AP'] == pytest.approx(1.0)
+    assert 'Waymo/Vehicle/LEVEL_2/Range_50m-inf/APH' in out
+    assert 'Waymo/Overall/LEVEL_2/LET-mAPL' in out
     # Perturbed: 8 % too far along the line of sight - 3D AP fails the 0.7
     # IoU, LET still matches with affinity ~0.2 (tolerance 10 %).
-    import torch
     far = gt.bboxes_3d.clone()
     far.tensor[:, :3] *= 1.08
     metric.results.clear()
@@ -405,7 +415,8 @@ def test_metric_gt_matches_lidar_instances(mmdet3d, waymo_test_root):
     """cam_instances converted back to the vehicle frame agree with the
     frame's LiDAR instances where both exist (train info)."""
     import torch
-    from mmdet3d.structures import CameraInstance3DBoxes, LiDARInstance3DBoxes
+    from mmdet3d.structures import (Box3DMode, CameraInstance3DBoxes,
+                                    LiDARInstance3DBoxes)
     from mmengine.fileio import load
 
     from ddml.evaluation.waymo_metric import _cam_to_waymo, _lidar_to_waymo
@@ -414,7 +425,7 @@ def test_metric_gt_matches_lidar_instances(mmdet3d, waymo_test_root):
     lidar2cam = np.array(info['images']['CAM_FRONT']['lidar2cam'])
     lid = LiDARInstance3DBoxes(
         torch.tensor([i['bbox_3d'] for i in info['instances']]))
-    cam = lid.convert_to(__import__('mmdet3d').structures.Box3DMode.CAM,
+    cam = lid.convert_to(Box3DMode.CAM,
                          torch.tensor(lidar2cam, dtype=torch.float32),
                          correct_yaw=True)
     back = _cam_to_waymo(CameraInstance3DBoxes(cam.tensor.double()),

@@ -443,8 +443,8 @@ class WaymoDetectionEvaluator:
         gt = np.asarray(frame.gt_types, dtype=np.int64).reshape(-1)
         gd = np.asarray(frame.gt_difficulty, dtype=np.int64).reshape(-1)
         if not (len(ps) == len(pt) == len(pb)):
-            raise ValueError('pred_boxes, pred_scores and pred_types differ in '
-                             f'length: {len(pb)}, {len(ps)}, {len(pt)}')
+            raise ValueError('pred_boxes, pred_scores and pred_types differ '
+                             f'in length: {len(pb)}, {len(ps)}, {len(pt)}')
         if not (len(gt) == len(gd) == len(gb)):
             raise ValueError('gt_boxes, gt_types and gt_difficulty differ in '
                              f'length: {len(gb)}, {len(gt)}, {len(gd)}')

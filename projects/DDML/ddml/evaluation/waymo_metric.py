@@ -137,9 +137,9 @@ class WaymoMono3DMetric(BaseMetric):
     through the ``context_name`` and ``timestamp`` meta keys (which
     ``Pack3DDetInputs`` must pack; ``sample_idx`` is not usable, mmengine
     replaces it with the dataset index); only frames with a prediction are
-    evaluated (so ``load_interval`` and partial runs work).  Difficulty is Waymo's:
-    ground truths without LiDAR points are dropped, with <= 5 points they
-    are LEVEL_2, else LEVEL_1.
+    evaluated (so ``load_interval`` and partial runs work).  Difficulty is
+    Waymo's: ground truths without LiDAR points are dropped, with <= 5
+    points they are LEVEL_2, else LEVEL_1.
 
     Args:
         ann_file (str): mmdet3d v2 Waymo info file (``waymo_infos_val.pkl``).
