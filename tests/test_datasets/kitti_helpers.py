@@ -103,7 +103,7 @@ def compare_infos(mine, ref, path='', skip=(), rtol=1e-6, atol=2e-4):
         for i, (a, b) in enumerate(zip(mine, ref)):
             diffs += compare_infos(a, b, f'{path}[{i}]', skip, rtol, atol)
     elif isinstance(ref, (bool, str)) or ref is None:
-        if mine != ref or type(mine) != type(ref):
+        if mine != ref or type(mine) is not type(ref):
             diffs.append(f'{path}: {mine!r} != {ref!r}')
     elif isinstance(ref, (int, np.integer)) and not isinstance(
             ref, (float, np.floating)):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kitti_helpers import (build_root_from_v1_info, build_root_from_v2_info,
-                      compare_infos)
+from kitti_helpers import (build_root_from_v1_info,
+                           build_root_from_v2_info, compare_infos)
 
 from ddml.datasets.kitti_converter import (count_points_in_boxes,
                                            create_kitti_infos)

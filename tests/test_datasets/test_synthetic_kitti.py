@@ -10,8 +10,8 @@ import pytest
 from ddml.datasets.kitti_converter import box3d_corners_camera
 from ddml.datasets.kitti_io import read_calib_file, read_label_file
 from ddml.datasets.synthetic_kitti import (CAMERA_HEIGHT, KITTI_P2,
-                                          kitti_camera, make_demo_dataset,
-                                          render_frame)
+                                           kitti_camera, make_demo_dataset,
+                                           render_frame)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,16 +21,15 @@ def _rng(seed, idx):
 
 
 def _project_label_box(obj, P2, W, H):
-    h, w, l = obj['dimensions']
+    h, w, length = obj['dimensions']
     corners = box3d_corners_camera(
-        np.array([obj['location']]), np.array([[l, h, w]]),
+        np.array([obj['location']]), np.array([[length, h, w]]),
         np.array([obj['rotation_y']]))[0]
     hom = corners @ P2[:, :3].T + P2[:, 3]
     uv = hom[:, :2] / hom[:, 2:]
-    return [np.clip(uv[:, 0].min(), 0, W - 1), np.clip(uv[:, 1].min(), 0,
-                                                        H - 1),
-            np.clip(uv[:, 0].max(), 0, W - 1), np.clip(uv[:, 1].max(), 0,
-                                                        H - 1)], corners
+    lo = np.clip(uv.min(0), 0, [W - 1, H - 1])
+    hi = np.clip(uv.max(0), 0, [W - 1, H - 1])
+    return [lo[0], lo[1], hi[0], hi[1]], corners
 
 
 def test_camera_is_kitti_and_scales():

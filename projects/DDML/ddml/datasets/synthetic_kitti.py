@@ -162,9 +162,9 @@ class RenderedFrame:
             ``kitti_io.KittiObject``; dimensions h, w, l) in label order.
         id_map (np.ndarray): (H, W) uint8, 0 for background, else 1 + the
             index of the painted object (in sampling order) showing there.
-        visible_fraction (list[float]): Per written object, fraction of its
-            in-image silhouette that is visible (1.0 for DontCare lines'
-            source objects is not implied; see module docstring).
+        visible_fraction (list[float]): Per written line (DontCare
+            included), the fraction of the object's in-image silhouette
+            pixels that remain visible after painting.
         base_colors (list[tuple]): Per written non-DontCare object, its
             random RGB base colour.
     """
