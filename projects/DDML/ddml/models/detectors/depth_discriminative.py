@@ -1,0 +1,465 @@
+"""DepthDiscriminativeDetector: DDML's training-time wrapper.
+
+The wrapper holds any single-stage mmdet3d monocular detector (SMOKE,
+FCOS3D, PGD, ...) under the attribute ``detector`` and adds, in ``loss``
+mode only, depth-discriminative losses on one of its feature maps:
+
+* ``loss_qi``: :class:`QuasiIsometricLoss` on object descriptors
+  (``k x k``-pooled features at the GT projected 3D centres) and depths;
+* ``loss_metric``: :class:`MultiRangeDepthMetricLoss` on all pairs of
+  object descriptors;
+* ``loss_obj_depth``: :class:`ObjectDepthMapHead` against an object depth
+  map painted from the GT 2D boxes;
+* ``loss_dense_metric``: :class:`MultiRangeDepthMetricLoss` on feature cells
+  paired by :func:`collect_shifted_pairs` using the painted depth map.
+
+In ``predict`` and ``tensor`` modes it *is* the wrapped detector: the call is
+forwarded unchanged and no auxiliary module runs. Checkpoint keys of the
+wrapped detector are ``detector.*``;
+:func:`export_baseline_checkpoint` turns a wrapper checkpoint into one the
+plain baseline config loads strictly.
+"""
+import copy
+import warnings
+from collections import OrderedDict
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from torch import Tensor
+
+from mmdet3d.models.detectors import Base3DDetector
+from mmdet3d.registry import MODELS
+from mmdet3d.structures.det3d_data_sample import (ForwardResults,
+                                                  OptSampleList, SampleList)
+from mmdet3d.utils import ConfigType, OptConfigType, OptMultiConfig
+from ..descriptors import (ObjectDescriptors, collect_object_descriptors,
+                           gather_object_descriptors, infer_feature_stride)
+from ..heads.object_depth_map_head import paint_batch_depth_targets
+
+LossCfg = Optional[Union[dict, nn.Module]]
+
+# Keys of the auxiliary losses; they must not collide with the baseline's.
+AUX_LOSS_KEYS = ('loss_qi', 'loss_metric', 'loss_obj_depth',
+                 'loss_dense_metric')
+# Options of ``dense_metric_loss`` that configure the pair sampling and are
+# passed to ``collect_shifted_pairs`` instead of the loss.
+DENSE_PAIR_KEYS = ('unit_size', 'shifts', 'cross_image')
+
+
+def _build_registered(cfg: LossCfg, option: str) -> Optional[nn.Module]:
+    """Build ``cfg`` from mmdet3d's MODELS with an error naming ``option``."""
+    if cfg is None or isinstance(cfg, nn.Module):
+        return cfg
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'{option} must be None, a module or a config dict '
+                        f"with a 'type', got {cfg!r}")
+    loss_type = cfg['type']
+    if isinstance(loss_type, str) and MODELS.get(loss_type) is None:
+        raise KeyError(
+            f'{option}: type {loss_type!r} is not registered in mmdet3d\'s '
+            'MODELS registry. Check the spelling, and import the package '
+            "that registers it (for ddml: custom_imports=dict(imports="
+            "['ddml'], allow_failed_imports=False) in the config, or "
+            '`import ddml`), or set '
+            f'{option}=None to disable it')
+    return MODELS.build(cfg)
+
+
+@MODELS.register_module()
+class DepthDiscriminativeDetector(Base3DDetector):
+    """Wrap a monocular 3D detector with DDML's training-only losses.
+
+    Args:
+        detector (dict or :obj:`nn.Module`): Config (or instance) of the
+            wrapped detector. It must provide ``extract_feat(inputs)`` and
+            ``bbox_head.loss(feats, data_samples)`` (mmdet3d's single-stage
+            monocular detectors: ``SMOKEMono3D``, ``FCOSMono3D``).
+        feature_level (int): Index into the tuple/list returned by
+            ``extract_feat`` of the map the auxiliary parts read. Defaults to
+            0 (first neck output: stride 4 for SMOKE and PGD-KITTI, 8 for
+            FCOS3D).
+        descriptor_pool (int): Odd size ``k`` of the ``k x k`` average
+            pooling of object descriptors. Defaults to 5.
+        qi_loss (dict, optional): Quasi-isometric loss on object descriptors
+            (``loss(descriptors (N, C), depths (N, ))``), logged as
+            ``loss_qi``. None disables it. Defaults to
+            ``dict(type='QuasiIsometricLoss')``.
+        depth_map_head (dict, optional): Auxiliary object depth map head,
+            logged as ``loss_obj_depth``. ``in_channels`` defaults to the
+            wrapped ``bbox_head.in_channels``; ``min_depth``/``max_depth`` to
+            this wrapper's. None disables it. Defaults to
+            ``dict(type='ObjectDepthMapHead')``.
+        metric_loss (dict, optional): ``MultiRangeDepthMetricLoss`` applied
+            to all pairs of object descriptors (``forward_all_pairs``),
+            logged as ``loss_metric``. Defaults to None.
+        dense_metric_loss (dict, optional): ``MultiRangeDepthMetricLoss``
+            applied to feature cells paired by ``collect_shifted_pairs`` on
+            the painted object depth map, logged as ``loss_dense_metric``.
+            The keys ``unit_size``, ``shifts`` and ``cross_image`` go to
+            ``collect_shifted_pairs``, the rest build the loss. Defaults to
+            None.
+        min_depth (float): Objects nearer than this (metres) get no
+            descriptor and are not painted. Defaults to 2.
+        max_depth (float): Objects farther than this (metres) get no
+            descriptor and are not painted. Defaults to 65.
+        ignore_classes (Sequence[int]): ``labels_3d`` that get no
+            descriptor. Defaults to ().
+        pair_scope (str): ``'batch'`` forms descriptor pairs across the
+            whole (global) batch, ``'image'`` only within each image (losses
+            averaged over images with at least two objects). Defaults to
+            ``'batch'``.
+        gather_across_processes (bool): With ``pair_scope='batch'``, gather
+            descriptors and depths from all processes so that pairs span the
+            global batch (gradients flow to each process's own
+            descriptors). No-op when not distributed. Defaults to True.
+        data_preprocessor (dict, optional): Defaults to None, which reuses
+            the wrapped detector's data preprocessor, so inputs are
+            preprocessed exactly as for the plain detector, and once.
+        init_cfg (dict or list[dict], optional): Initialization config.
+    """
+
+    def __init__(self,
+                 detector: Union[ConfigType, nn.Module],
+                 feature_level: int = 0,
+                 descriptor_pool: int = 5,
+                 qi_loss: LossCfg = dict(type='QuasiIsometricLoss'),
+                 depth_map_head: LossCfg = dict(type='ObjectDepthMapHead'),
+                 metric_loss: LossCfg = None,
+                 dense_metric_loss: LossCfg = None,
+                 min_depth: float = 2.,
+                 max_depth: float = 65.,
+                 ignore_classes: Sequence[int] = (),
+                 pair_scope: str = 'batch',
+                 gather_across_processes: bool = True,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        wrapped = MODELS.build(detector) if isinstance(detector, dict) \
+            else detector
+        self._check_detector(wrapped)
+        if data_preprocessor is None:
+            data_preprocessor = wrapped.data_preprocessor
+        elif isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.detector = wrapped
+
+        if not isinstance(feature_level, int) or isinstance(
+                feature_level, bool):
+            raise TypeError('feature_level must be an int index into the '
+                            'feature maps returned by extract_feat, got '
+                            f'{feature_level!r}')
+        if not isinstance(descriptor_pool, int) or descriptor_pool < 1 \
+                or descriptor_pool % 2 == 0:
+            raise ValueError('descriptor_pool must be a positive odd int '
+                             f'(e.g. 5), got {descriptor_pool!r}')
+        if pair_scope not in ('batch', 'image'):
+            raise ValueError("pair_scope must be 'batch' or 'image', got "
+                             f'{pair_scope!r}')
+        if not min_depth < max_depth:
+            raise ValueError(f'min_depth ({min_depth}) must be smaller than '
+                             f'max_depth ({max_depth})')
+        self.feature_level = feature_level
+        self.descriptor_pool = descriptor_pool
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.ignore_classes = tuple(int(c) for c in ignore_classes)
+        self.pair_scope = pair_scope
+        self.gather_across_processes = bool(gather_across_processes)
+
+        self.qi_loss = _build_registered(qi_loss, 'qi_loss')
+        self.metric_loss = _build_registered(metric_loss, 'metric_loss')
+        if self.metric_loss is not None and not hasattr(
+                self.metric_loss, 'forward_all_pairs'):
+            raise TypeError(
+                'metric_loss must provide forward_all_pairs(descriptors, '
+                'depths) (e.g. MultiRangeDepthMetricLoss), '
+                f'{type(self.metric_loss).__name__} does not')
+        self.dense_pair_cfg: Dict = {}
+        if isinstance(dense_metric_loss, dict):
+            dense_metric_loss = dict(dense_metric_loss)
+            self.dense_pair_cfg = {
+                key: dense_metric_loss.pop(key)
+                for key in DENSE_PAIR_KEYS if key in dense_metric_loss
+            }
+        self.dense_metric_loss = _build_registered(dense_metric_loss,
+                                                   'dense_metric_loss')
+        if isinstance(depth_map_head, dict):
+            depth_map_head = self._complete_head_cfg(depth_map_head)
+        self.depth_map_head = _build_registered(depth_map_head,
+                                                'depth_map_head')
+
+    # ------------------------------------------------------------------
+    # construction helpers
+    # ------------------------------------------------------------------
+    @staticmethod
+    def _check_detector(detector: nn.Module) -> None:
+        name = type(detector).__name__
+        missing = []
+        if not callable(getattr(detector, 'extract_feat', None)):
+            missing.append('extract_feat(batch_inputs_dict)')
+        bbox_head = getattr(detector, 'bbox_head', None)
+        if bbox_head is None:
+            missing.append('bbox_head')
+        elif not callable(getattr(bbox_head, 'loss', None)):
+            missing.append('bbox_head.loss(feats, batch_data_samples)')
+        if missing:
+            raise TypeError(
+                f'DepthDiscriminativeDetector cannot wrap {name}: it has no '
+                f'{" and no ".join(missing)}. Wrap a single-stage monocular '
+                'detector whose loss is bbox_head.loss(extract_feat(inputs), '
+                'data_samples), e.g. SMOKEMono3D or FCOSMono3D')
+        from mmdet.models.detectors import SingleStageDetector
+        own_loss = getattr(type(detector), 'loss', None)
+        if isinstance(detector, SingleStageDetector) and \
+                own_loss is not SingleStageDetector.loss:
+            warnings.warn(
+                f'{name} overrides loss(); DepthDiscriminativeDetector '
+                'computes the baseline losses as bbox_head.loss('
+                'extract_feat(inputs), data_samples), bypassing that '
+                'override')
+
+    def _complete_head_cfg(self, cfg: dict) -> dict:
+        cfg = copy.deepcopy(cfg)
+        if 'in_channels' not in cfg:
+            in_channels = getattr(self.detector.bbox_head, 'in_channels',
+                                  None)
+            if not isinstance(in_channels, int):
+                raise ValueError(
+                    'depth_map_head.in_channels is not set and the wrapped '
+                    'bbox_head has no int in_channels to default to; set '
+                    'depth_map_head.in_channels to the channel count of '
+                    f'feature level {self.feature_level}')
+            cfg['in_channels'] = in_channels
+        cfg.setdefault('min_depth', self.min_depth)
+        cfg.setdefault('max_depth', self.max_depth)
+        return cfg
+
+    @property
+    def with_auxiliary(self) -> bool:
+        """Whether any auxiliary loss is configured."""
+        return any(m is not None
+                   for m in (self.qi_loss, self.metric_loss,
+                             self.depth_map_head, self.dense_metric_loss))
+
+    # ------------------------------------------------------------------
+    # forward modes
+    # ------------------------------------------------------------------
+    def forward(self,
+                inputs: Union[dict, List[dict]],
+                data_samples: OptSampleList = None,
+                mode: str = 'tensor',
+                **kwargs) -> ForwardResults:
+        """``loss``: baseline plus auxiliary losses; every other mode is
+        forwarded to the wrapped detector unchanged."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples, **kwargs)
+        return self.detector(inputs, data_samples, mode=mode, **kwargs)
+
+    def extract_feat(self, batch_inputs_dict: dict):
+        """The wrapped detector's features."""
+        return self.detector.extract_feat(batch_inputs_dict)
+
+    def predict(self, batch_inputs_dict: dict,
+                batch_data_samples: SampleList, **kwargs) -> SampleList:
+        """The wrapped detector's predictions."""
+        return self.detector.predict(batch_inputs_dict, batch_data_samples,
+                                     **kwargs)
+
+    def _forward(self, batch_inputs_dict: dict,
+                 batch_data_samples: OptSampleList = None, **kwargs):
+        """The wrapped detector's raw head outputs."""
+        return self.detector._forward(batch_inputs_dict, batch_data_samples,
+                                      **kwargs)
+
+    def loss(self, batch_inputs_dict: dict,
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Baseline losses (unchanged keys and values) plus DDML's.
+
+        Args:
+            batch_inputs_dict (dict): Preprocessed inputs with ``imgs``,
+                shape (B, 3, H, W).
+            batch_data_samples (list[:obj:`Det3DDataSample`]): Ground truth
+                with ``gt_instances_3d`` (``centers_2d`` in input pixels,
+                ``depths``, ``labels_3d``, ``bboxes_3d``) and
+                ``gt_instances.bboxes`` (input pixels, xyxy).
+
+        Returns:
+            dict[str, Tensor]: The wrapped head's losses and those of
+            ``loss_qi``, ``loss_metric``, ``loss_obj_depth``,
+            ``loss_dense_metric`` that are configured.
+        """
+        feats = self.detector.extract_feat(batch_inputs_dict)
+        losses = self.detector.bbox_head.loss(feats, batch_data_samples)
+        if not self.with_auxiliary:
+            return losses
+        feat = self.select_feature(feats)
+        imgs = batch_inputs_dict.get('imgs', None) \
+            if isinstance(batch_inputs_dict, dict) else None
+        if imgs is None:
+            raise KeyError("batch_inputs_dict needs 'imgs' (B, 3, H, W) to "
+                           'infer the stride of the feature map')
+        stride = infer_feature_stride(imgs.shape[-2:], feat.shape[-2:])
+        aux_losses = self.loss_auxiliary(feat, stride, batch_data_samples)
+        clash = set(aux_losses) & set(losses)
+        if clash:
+            raise KeyError(f'the wrapped head already returns {sorted(clash)}'
+                           '; DDML losses would overwrite them')
+        losses.update(aux_losses)
+        return losses
+
+    # ------------------------------------------------------------------
+    # auxiliary losses
+    # ------------------------------------------------------------------
+    def select_feature(self, feats: Union[Tensor, Sequence[Tensor]]
+                       ) -> Tensor:
+        """The map at ``feature_level`` of ``extract_feat``'s output."""
+        levels = (feats, ) if isinstance(feats, Tensor) else tuple(feats)
+        num = len(levels)
+        if not -num <= self.feature_level < num:
+            raise IndexError(
+                f'feature_level={self.feature_level} does not exist: '
+                f'{type(self.detector).__name__}.extract_feat returned {num} '
+                f'feature map(s); set feature_level to 0..{num - 1}')
+        feat = levels[self.feature_level]
+        if not isinstance(feat, Tensor) or feat.dim() != 4:
+            raise TypeError(f'feature level {self.feature_level} is not a '
+                            '(B, C, H, W) tensor')
+        return feat
+
+    def loss_auxiliary(self, feat: Tensor, stride: Tuple[float, float],
+                       batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """DDML's losses on one feature map (all computed in float32).
+
+        Args:
+            feat (Tensor): Feature map, shape (B, C, H, W).
+            stride (tuple[float, float]): Its stride (y, x) in input pixels.
+            batch_data_samples (list[:obj:`Det3DDataSample`]): Ground truth.
+
+        Returns:
+            dict[str, Tensor]: One finite scalar per configured loss, on the
+            graph of ``feat`` (and of the depth head) even when there is
+            nothing to compare.
+        """
+        losses: Dict[str, Tensor] = {}
+        device_type = feat.device.type
+        # Head convs run under the ambient autocast; losses in float32.
+        head_out = self.depth_map_head(feat) \
+            if self.depth_map_head is not None else None
+        with torch.autocast(device_type=device_type, enabled=False):
+            feat32 = feat.float()
+            zero = feat32.sum() * 0.
+            if self.qi_loss is not None or self.metric_loss is not None:
+                objects = collect_object_descriptors(
+                    feat32, [s.gt_instances_3d for s in batch_data_samples],
+                    stride, self.descriptor_pool, self.min_depth,
+                    self.max_depth, self.ignore_classes)
+                if self.gather_across_processes and \
+                        self.pair_scope == 'batch':
+                    objects = gather_object_descriptors(
+                        objects, len(batch_data_samples))
+                if self.qi_loss is not None:
+                    losses['loss_qi'] = self._pairwise_loss(
+                        self.qi_loss, objects, zero, 'loss_qi')
+                if self.metric_loss is not None:
+                    losses['loss_metric'] = self._pairwise_loss(
+                        self.metric_loss.forward_all_pairs, objects, zero,
+                        'loss_metric')
+            if head_out is not None or self.dense_metric_loss is not None:
+                targets = paint_batch_depth_targets(
+                    batch_data_samples, feat.shape[-2:], stride,
+                    self.min_depth, self.max_depth, feat.device)
+                if head_out is not None:
+                    losses.update(
+                        self.depth_map_head.loss_by_feat(*head_out, targets))
+                if self.dense_metric_loss is not None:
+                    losses['loss_dense_metric'] = self._dense_loss(
+                        feat32, targets, zero)
+        return losses
+
+    def _pairwise_loss(self, loss_fn: Callable, objects: ObjectDescriptors,
+                       zero: Tensor, name: str) -> Tensor:
+        if self.pair_scope == 'batch':
+            if objects.num_objects < 2:
+                return zero
+            return self._finite(
+                loss_fn(objects.descriptors, objects.depths), zero, name)
+        per_image = []
+        for img_id in torch.unique(objects.image_ids).tolist():
+            mask = objects.image_ids == img_id
+            if int(mask.sum()) >= 2:
+                per_image.append(
+                    loss_fn(objects.descriptors[mask], objects.depths[mask]))
+        if not per_image:
+            return zero
+        return self._finite(torch.stack(per_image).mean(), zero, name)
+
+    def _dense_loss(self, feat: Tensor, targets: Tensor,
+                    zero: Tensor) -> Tensor:
+        from ..losses import collect_shifted_pairs
+        anchor_feats, sample_feats, anchor_depths, sample_depths = \
+            collect_shifted_pairs(feat, targets, **self.dense_pair_cfg)
+        if anchor_feats.shape[0] == 0:
+            return zero
+        loss = self.dense_metric_loss(anchor_feats, sample_feats,
+                                      anchor_depths, sample_depths)
+        return self._finite(loss, zero, 'loss_dense_metric')
+
+    @staticmethod
+    def _finite(loss: Tensor, zero: Tensor, name: str) -> Tensor:
+        """Replace a non-finite auxiliary loss by an attached zero."""
+        if bool(torch.isfinite(loss).all()):
+            return loss.reshape(())
+        print_log(f'{name} is not finite ({loss.detach().cpu()}); using 0 '
+                  'for this iteration', logger='current',
+                  level=30)  # logging.WARNING
+        return zero
+
+
+def export_baseline_checkpoint(checkpoint: dict,
+                               prefix: str = 'detector.') -> dict:
+    """Strip a wrapper checkpoint down to the plain baseline detector.
+
+    Keeps the wrapped detector's weights (keys ``detector.*`` renamed to
+    ``*``) and ``meta``; drops the auxiliary modules (depth map head,
+    losses) and the optimizer, scheduler and message-hub states.
+
+    Args:
+        checkpoint (dict): As saved by mmengine (``state_dict``, ``meta``,
+            ``optimizer``, ...) or a bare state dict.
+        prefix (str): Prefix of the wrapped detector's keys. Defaults to
+            ``'detector.'``.
+
+    Returns:
+        dict: ``{'meta': ..., 'state_dict': ...}`` that the baseline config
+        loads with ``load_checkpoint(model, path, strict=True)``.
+    """
+    if 'state_dict' in checkpoint:
+        state_dict = checkpoint['state_dict']
+    else:
+        state_dict = checkpoint
+    keys = list(state_dict)
+    if keys and all(k.startswith('module.') for k in keys):
+        state_dict = OrderedDict(
+            (k[len('module.'):], v) for k, v in state_dict.items())
+    exported = OrderedDict((k[len(prefix):], v)
+                           for k, v in state_dict.items()
+                           if k.startswith(prefix))
+    if not exported:
+        raise ValueError(
+            f'no key starts with {prefix!r}: this is not a '
+            'DepthDiscriminativeDetector checkpoint (the wrapped detector '
+            'is stored under `detector.`)')
+    dropped = sorted({k.split('.')[0]
+                      for k in state_dict if not k.startswith(prefix)})
+    meta = copy.deepcopy(checkpoint.get('meta', {})) \
+        if 'state_dict' in checkpoint else {}
+    meta = dict(meta) if meta is not None else {}
+    meta['ddml_export'] = dict(
+        kept_prefix=prefix, dropped_modules=dropped,
+        dropped_entries=sorted(k for k in checkpoint
+                               if k not in ('meta', 'state_dict'))
+        if 'state_dict' in checkpoint else [])
+    return dict(meta=meta, state_dict=exported)
