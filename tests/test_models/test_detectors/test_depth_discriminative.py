@@ -5,6 +5,8 @@ no pretrained weights; data samples are built by hand.
 """
 import copy
 import os.path as osp
+import runpy
+import sys
 
 import numpy as np
 import pytest
@@ -232,7 +234,7 @@ def test_smoke_loss_is_baseline_plus_aux(smoke_pair):
     assert next(wrapper.detector.neck.parameters()).grad is not None
 
 
-def test_export_round_trip(smoke_pair, tmp_path):
+def test_export_round_trip(smoke_pair, tmp_path, monkeypatch):
     plain, wrapper = smoke_pair
     ckpt = dict(
         meta=dict(epoch=3, note='kept'),
@@ -246,8 +248,17 @@ def test_export_round_trip(smoke_pair, tmp_path):
                    for k in exported['state_dict'])
     assert 'depth_map_head' in exported['meta']['ddml_export'][
         'dropped_modules']
-    path = tmp_path / 'baseline.pth'
-    torch.save(exported, path)
+    # the command-line tool on a saved wrapper checkpoint
+    wrapper_path, path = tmp_path / 'ddml.pth', tmp_path / 'baseline.pth'
+    torch.save(ckpt, wrapper_path)
+    tool = osp.join(osp.dirname(__file__), '..', '..', '..', 'tools',
+                    'export_baseline.py')
+    monkeypatch.setattr(sys, 'argv',
+                        ['export_baseline.py',
+                         str(wrapper_path),
+                         str(path)])
+    runpy.run_path(tool, run_name='__main__')
+    assert set(torch.load(path, weights_only=False)) == {'meta', 'state_dict'}
     torch.manual_seed(123)  # different random init: weights must come in
     fresh = MODELS.build(model_cfg(SMOKE_CFG))
     load_checkpoint(fresh, str(path), map_location='cpu', strict=True)
@@ -449,3 +460,32 @@ def test_inference_delegates_and_checkpoint_keys():
                              'metric_loss.', 'dense_metric_loss.'))
                for k in keys)
     assert any(k.startswith('depth_map_head.') for k in keys)
+
+
+def test_descriptors_gathered_across_processes(monkeypatch):
+    """With pair_scope='batch' the detector hands its objects to the
+    cross-process gather (a no-op here; tested with 3 processes in
+    test_descriptors.py); with 'image' or the option off it does not."""
+    from ddml.models.detectors import depth_discriminative as module
+    calls = []
+
+    def fake_gather(objects, num_images):
+        calls.append((objects.num_objects, num_images))
+        return objects
+
+    monkeypatch.setattr(module, 'gather_object_descriptors', fake_gather)
+    objects = [[CAR, _moved(CAR, z=30.)], [_moved(CAR, z=10.)]]
+    for kwargs, expected in [(dict(), [(3, 2)]),
+                             (dict(pair_scope='image'), []),
+                             (dict(gather_across_processes=False), [])]:
+        calls.clear()
+        wrapper = tiny_wrapper(**kwargs)
+        wrapper.loss(make_inputs(2), make_samples(objects))
+        assert calls == expected, kwargs
+
+
+def test_init_weights_reaches_the_depth_head():
+    wrapper = tiny_wrapper()
+    nn.init.constant_(wrapper.depth_map_head.pred.bias, 1.)
+    wrapper.init_weights()
+    assert wrapper.depth_map_head.pred.bias.abs().max() == 0

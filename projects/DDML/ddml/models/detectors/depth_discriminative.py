@@ -20,6 +20,7 @@ wrapped detector are ``detector.*``;
 plain baseline config loads strictly.
 """
 import copy
+import logging
 import warnings
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -414,7 +415,7 @@ class DepthDiscriminativeDetector(Base3DDetector):
             return loss.reshape(())
         print_log(f'{name} is not finite ({loss.detach().cpu()}); using 0 '
                   'for this iteration', logger='current',
-                  level=30)  # logging.WARNING
+                  level=logging.WARNING)
         return zero
 
 
