@@ -39,6 +39,11 @@ def test_hinge_hand_computed():
     assert value.dtype == torch.float32 and value.dim() == 0
     assert value.item() == pytest.approx(2.0 * (U01 + L02 + 0.0) / 3,
                                          abs=1e-5)
+    # d/df_i e_ij = (f_i - f_j) / e_ij: +1 for the upper violator (0, 1),
+    # -1 for the lower violator (0, 2), divided by |P| = 3.
+    value.backward()
+    expected = torch.tensor([[-1.0, 1.0], [1.0, 0.0], [0.0, -1.0]]) * 2 / 3
+    torch.testing.assert_close(f.grad, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_official_hand_computed():
@@ -189,6 +194,32 @@ def test_chunked_equals_unchunked(mode, detach_target, chunk_size):
     assert v0.item() > 0
     torch.testing.assert_close(v1, v0, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('mode', ['hinge', 'official'])
+def test_chunked_saves_only_small_tensors(mode):
+    # All 300 objects are neighbours: unchunked autograd keeps O(N^2)
+    # activations, chunked (checkpointed) keeps O(N * C) outside blocks.
+    gen = torch.Generator().manual_seed(2)
+    feats = torch.randn(300, 4, generator=gen)
+    depths = torch.rand(300, generator=gen) * 5
+
+    def saved_numel(chunk_size):
+        sizes = []
+
+        def pack(t):
+            sizes.append(t.numel())
+            return t
+
+        f = feats.clone().requires_grad_(True)
+        loss = QuasiIsometricLoss(mode=mode, chunk_size=chunk_size)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            value = loss(f, depths)
+        value.backward()
+        return max(sizes)
+
+    assert saved_numel(None) >= 100 * 150
+    assert saved_numel(16) <= 300 * 4
 
 
 def test_chunked_no_grad():
