@@ -15,83 +15,90 @@ for Monocular 3D Object Detection", NeurIPS 2023.
 """
 import logging
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 from mmdet3d.registry import MODELS
 
-# Floor of a squared distance before the square root: keeps the gradient
-# of the norm finite (zero) when two descriptors coincide.
+# Floors of a squared descriptor distance, absolute and relative to
+# |f_i|^2 + |f_j|^2: e = sqrt(max(sq, floor)), with zero (finite) gradient
+# at the floor, e.g. when two descriptors coincide.
 _MIN_SQ_DIST = 1e-12
+_GRAM_REL_FLOOR = 1e-6
 
 _MODES = ('hinge', 'official')
 
 
-# Row blocks used when ``chunk_size`` is None (no checkpointing): small
-# enough for the cache and for skipping pairs outside the neighbourhood.
+# Rows per block when ``chunk_size`` is None: small blocks keep the band of
+# neighbours tight (objects are sorted by depth).
 _DEFAULT_BLOCK_ROWS = 128
 
 
-def _sq_dists(rows: Tensor, cols: Tensor) -> Tensor:
-    """Squared Euclidean distances through the Gram matrix.
+class _Block(NamedTuple):
+    """Pairs ``(i, j)``, ``start <= i < stop``, ``start < j < hi`` of
+    depth-sorted objects; every tensor has shape (stop - start,
+    hi - start - 1)."""
+    start: int
+    stop: int
+    hi: int
+    e: Tensor  # descriptor distances
+    moving: Tensor  # distance above the rounding floor (has a gradient)
+    upper: Tensor  # K d + B in P, +inf elsewhere
+    lower: Tensor  # d / K - B in P, -inf elsewhere
+    mask: Tensor  # pair in the neighbourhood P
+    row_first: Optional[Tensor]  # row has the smaller original index
+
+
+def _accumulate_grad(grad: Tensor, feats: Tensor, block: _Block,
+                     coef: Tensor) -> None:
+    """Add ``sum_ij coef_ij * d e_ij / d f`` of a block to ``grad``.
+
+    ``d e_ij / d f_i = (f_i - f_j) / e_ij``; it is taken as zero for
+    (nearly) coinciding descriptors (floored distance), which have no
+    reliable direction.
+    With ``row_first`` set (``detach_target``), only the member of a pair
+    with the smaller original index receives its part.
 
     Args:
-        rows (Tensor): Shape (R, C).
-        cols (Tensor): Shape (Q, C).
-
-    Returns:
-        Tensor: Shape (R, Q); O(R x Q) memory instead of O(R x Q x C) for
-        explicit differences. May be slightly negative from rounding.
+        grad (Tensor): Gradient accumulator, shape (N, C), in place.
+        feats (Tensor): Depth-sorted descriptors, shape (N, C).
+        block (_Block): The block.
+        coef (Tensor): ``d value / d e_ij``, zero outside the terms,
+            shape of the block.
     """
-    sq = torch.addmm(cols.pow(2).sum(1)[None, :], rows, cols.t(), alpha=-2.0)
-    return sq + rows.pow(2).sum(1)[:, None]
-
-
-def _pair_block(feats: Tensor, depths: Tensor, order: Tensor, start: int,
-                stop: int, hi: int, eps: float,
-                detach_target: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """Dense distances of one block of pairs of depth-sorted objects.
-
-    Objects are sorted by depth, so the neighbours ``j > i`` of the rows
-    ``start <= i < stop`` all lie in the columns ``start < j < hi``.
-
-    Args:
-        feats (Tensor): Descriptors sorted by depth, shape (N, C), float32,
-            finite.
-        depths (Tensor): Sorted depths in metres, shape (N,), float32.
-        order (Tensor): Original row index of each sorted object, (N,).
-        start (int): First row of the block.
-        stop (int): One past the last row of the block.
-        hi (int): One past the last column that can be a neighbour.
-        eps (float): Neighbourhood radius in metres.
-        detach_target (bool): Detach the descriptor of the pair member
-            with the larger original index.
-
-    Returns:
-        tuple[Tensor, Tensor, Tensor]: Descriptor distances ``e``, depth
-        differences ``d`` (metres) and the neighbourhood mask, each of
-        shape (stop - start, hi - start - 1).
-    """
-    rows = feats[start:stop]
-    cols = feats[start + 1:hi]
-    d = depths[None, start + 1:hi] - depths[start:stop, None]
-    row_idx = torch.arange(start, stop, device=feats.device)
-    col_idx = torch.arange(start + 1, hi, device=feats.device)
-    mask = (col_idx[None, :] > row_idx[:, None]) & (d > 0) & (d <= eps)
-    if detach_target:
-        # e_ij = ||f_i - stopgrad(f_j)|| for original indices i < j.
-        row_first = order[start:stop, None] < order[None, start + 1:hi]
-        sq = torch.where(row_first, _sq_dists(rows, cols.detach()),
-                         _sq_dists(rows.detach(), cols))
+    w = torch.where(block.moving, coef / block.e, 0.0)
+    if block.row_first is None:
+        w_rows = w_cols = w
     else:
-        sq = _sq_dists(rows, cols)
-    e = sq.clamp(min=_MIN_SQ_DIST).sqrt()
-    return e, d, mask
+        w_rows = torch.where(block.row_first, w, 0.0)
+        w_cols = w - w_rows
+    rows = feats[block.start:block.stop]
+    cols = feats[block.start + 1:block.hi]
+    grad[block.start:block.stop] += (
+        w_rows.sum(1, keepdim=True) * rows - w_rows @ cols)
+    grad[block.start + 1:block.hi] += (
+        w_cols.sum(0)[:, None] * cols - w_cols.t() @ rows)
+
+
+class _AttachGrad(torch.autograd.Function):
+    """Return a precomputed value whose gradient w.r.t. ``feats`` is a
+    precomputed tensor (scaled by the incoming gradient)."""
+
+    @staticmethod
+    def forward(ctx, feats: Tensor, value: Tensor, grad: Tensor) -> Tensor:
+        ctx.save_for_backward(grad)
+        return value.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: Tensor) -> Tuple[Tensor, None, None]:
+        grad, = ctx.saved_tensors
+        return grad_output * grad, None, None
 
 
 @MODELS.register_module()
@@ -148,18 +155,25 @@ class QuasiIsometricLoss(nn.Module):
             for ``i < j``, so only the first descriptor of a pair receives
             gradient. Defaults to False.
         loss_weight (float): Weight of the loss, finite. Defaults to 1.0.
-        chunk_size (int, optional): If given, pairs are processed in blocks
-            of ``chunk_size`` rows with activation checkpointing, so memory
-            is O(chunk_size * N) instead of O(N^2) (backward recomputes one
-            block at a time, at about 1.2-1.5x the time). The value equals
-            the unchunked one up to float rounding. Defaults to None (no
-            checkpointing; memory O(N^2) at most).
+        chunk_size (int, optional): Rows per block of pairs. Blocks are
+            processed one at a time without an autograd graph (the
+            gradient is accumulated analytically), so memory is
+            O(chunk_size * N + N * C); in 'official' mode the blocks are
+            then recomputed for the second pass instead of kept. The value
+            equals the unchunked one up to float rounding. Defaults to None
+            (blocks of 128 rows, kept between the two 'official' passes:
+            O(N^2) memory at most).
 
     Implementation notes: objects are sorted by depth, so the pairs within
     ``eps`` form a band and blocks skip the pairs further apart. Distances
-    use the Gram matrix, ``sqrt(max(|f_i|^2 + |f_j|^2 - 2 f_i.f_j,
-    1e-12))``: the gradient is finite everywhere and zero for coinciding
-    descriptors (which have no direction to be pushed apart in).
+    use the Gram matrix, ``e = sqrt(max(|f_i|^2 + |f_j|^2 - 2 f_i.f_j,
+    floor))`` with ``floor = max(1e-12, 1e-6 (|f_i|^2 + |f_j|^2))`` (the
+    float32 rounding of the Gram formula): the gradient is finite
+    everywhere and zero at the floor, e.g. for coinciding descriptors,
+    which have no direction to be pushed apart in. The gradient w.r.t.
+    the descriptors is computed in the forward pass and attached with a
+    custom autograd function, so the loss is differentiable once (no
+    double backward).
     """
 
     def __init__(self,
@@ -260,151 +274,141 @@ class QuasiIsometricLoss(nn.Module):
             # blocks skip the pairs further apart than eps.
             z, order = torch.sort(z, stable=True)
             feats = feats[order]
-            if self.mode == 'hinge':
-                value = self._hinge(feats, z, order)
-            else:
-                value = self._official(feats, z, order)
-            if value is None or not torch.isfinite(value):
+            need_grad = feats.requires_grad and torch.is_grad_enabled()
+            with torch.no_grad():
+                if self.mode == 'hinge':
+                    result = self._hinge(feats.detach(), z, order, need_grad)
+                else:
+                    result = self._official(feats.detach(), z, order,
+                                            need_grad)
+            if result is None or not torch.isfinite(result[0]):
                 return zero
+            value, grad = result
+            if need_grad:
+                value = _AttachGrad.apply(feats, value, grad)
             return self.loss_weight * value
 
     # ------------------------------------------------------------------
-    # Helpers
+    # Helpers (run without autograd; the gradient is computed analytically
+    # block by block, so memory is O(block rows x N) plus O(N x C))
     # ------------------------------------------------------------------
-    def _blocks(self, depths: Tensor) -> List[Tuple[int, int, int]]:
-        """Blocks ``(start, stop, hi)`` of rows ``[start, stop)`` and the
-        column bound ``hi`` of their neighbours, for sorted ``depths``."""
-        n = depths.shape[0]
+    def _blocks(self, feats: Tensor, z: Tensor,
+                order: Tensor) -> Iterator[_Block]:
+        """Blocks of pairs ``i < j`` of depth-sorted objects.
+
+        Args:
+            feats (Tensor): Depth-sorted descriptors, shape (N, C).
+            z (Tensor): Sorted depths in metres, shape (N,).
+            order (Tensor): Original index of each sorted object, (N,).
+
+        Yields:
+            _Block: Rows ``[start, stop)`` and the columns ``(start, hi)``
+            that can hold their neighbours.
+        """
+        n = z.shape[0]
         step = self.chunk_size or _DEFAULT_BLOCK_ROWS
         starts = list(range(0, n - 1, step))
         stops = [min(s + step, n - 1) for s in starts]
-        # Columns beyond depth[stop - 1] + eps hold no neighbour of a row
-        # (with a relative margin against rounding; the block mask applies
-        # the exact test).
-        last = depths[torch.tensor(stops, device=depths.device) - 1]
+        # Columns beyond z[stop - 1] + eps hold no neighbour of a row (a
+        # relative margin covers rounding; the mask applies the exact test).
+        last = z[torch.tensor(stops, device=z.device) - 1]
         bound = last + self.eps + (last.abs() + self.eps) * 1e-6
-        his = torch.searchsorted(depths, bound, right=True).tolist()
-        return list(zip(starts, stops, his))
+        his = torch.searchsorted(z, bound, right=True).tolist()
+        for start, stop, hi in zip(starts, stops, his):
+            rows = feats[start:stop]
+            cols = feats[start + 1:hi]
+            d = z[None, start + 1:hi] - z[start:stop, None]
+            row_idx = torch.arange(start, stop, device=z.device)
+            col_idx = torch.arange(start + 1, hi, device=z.device)
+            mask = ((col_idx[None, :] > row_idx[:, None]) & (d > 0) &
+                    (d <= self.eps))
+            rows_sq = rows.pow(2).sum(1)[:, None]
+            cols_sq = cols.pow(2).sum(1)[None, :]
+            sq = torch.addmm(cols_sq, rows, cols.t(), alpha=-2.0) + rows_sq
+            # The Gram formula loses about 1e-7 * (|f_i|^2 + |f_j|^2) to
+            # rounding: below that floor a distance (and its direction) is
+            # noise, so it is floored and gets no gradient.
+            floor = ((rows_sq + cols_sq) * _GRAM_REL_FLOOR).clamp(
+                min=_MIN_SQ_DIST)
+            moving = sq > floor
+            e = torch.maximum(sq, floor).sqrt()
+            row_first = None
+            if self.detach_target:
+                first = order[start:stop, None]
+                row_first = first < order[None, start + 1:hi]
+            upper = torch.where(mask, d * self.K + self.B, math.inf)
+            lower = torch.where(mask, d / self.K - self.B, -math.inf)
+            yield _Block(start, stop, hi, e, moving, upper, lower, mask,
+                         row_first)
 
-    def _run_block(self, fn: Callable, *args) -> Tuple[Tensor, ...]:
-        """Run ``fn`` on a block, checkpointed when chunking is on."""
-        if self.chunk_size is not None and torch.is_grad_enabled() and any(
-                isinstance(a, Tensor) and a.requires_grad for a in args):
-            return checkpoint(fn, *args, use_reentrant=False)
-        return fn(*args)
-
-    def _thresholds(self, d: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
-        """Upper bound ``K d + B`` and lower bound ``d / K - B`` per pair;
-        +inf / -inf outside the neighbourhood, so no term is positive
-        there."""
-        upper = torch.where(mask, d * self.K + self.B, math.inf)
-        lower = torch.where(mask, d / self.K - self.B, -math.inf)
-        return upper, lower
-
-    def _hinge(self, feats: Tensor, z: Tensor,
-               order: Tensor) -> Optional[Tensor]:
-        """Mean hinge violation over P, or None when P is empty."""
-
-        def block(f: Tensor, start: int, stop: int,
-                  hi: int) -> Tuple[Tensor, Tensor]:
-            e, d, mask = _pair_block(f, z, order, start, stop, hi, self.eps,
-                                     self.detach_target)
-            upper, lower = self._thresholds(d, mask)
-            value = ((e - upper).clamp(min=0).sum() +
-                     (lower - e).clamp(min=0).sum())
-            return value, mask.sum()
-
-        total, count = [], []
-        for start, stop, hi in self._blocks(z):
-            s, c = self._run_block(block, feats, start, stop, hi)
-            total.append(s)
-            count.append(c)
-        count = int(torch.stack(count).sum()) if count else 0
+    def _hinge(self, feats: Tensor, z: Tensor, order: Tensor,
+               need_grad: bool) -> Optional[Tuple[Tensor, Tensor]]:
+        """Mean hinge violation over P and its gradient w.r.t. ``feats``,
+        or None when P is empty."""
+        total = feats.new_zeros(())
+        count = 0
+        grad = torch.zeros_like(feats) if need_grad else None
+        for block in self._blocks(feats, z, order):
+            over = block.e - block.upper
+            under = block.lower - block.e
+            total += over.clamp(min=0).sum() + under.clamp(min=0).sum()
+            count += int(block.mask.sum())
+            if need_grad:
+                coef = (over > 0).float() - (under > 0).float()
+                _accumulate_grad(grad, feats, block, coef)
         if count == 0:
             return None
-        return torch.stack(total).sum() / count
+        return total / count, (grad / count if need_grad else None)
 
-    def _official(self, feats: Tensor, z: Tensor,
-                  order: Tensor) -> Optional[Tensor]:
-        """The authors' released form, or None when U or L is empty."""
-        T = self.temperature
+    def _official(self, feats: Tensor, z: Tensor, order: Tensor,
+                  need_grad: bool) -> Optional[Tuple[Tensor, Tensor]]:
+        """The authors' released form and its gradient w.r.t. ``feats``,
+        or None when U or L is empty.
 
-        def violations(f: Tensor, start: int, stop: int,
-                       hi: int) -> Tuple[Tensor, Tensor]:
-            """u_ij and l_ij of a block (-inf outside the neighbourhood)."""
-            e, d, mask = _pair_block(f, z, order, start, stop, hi, self.eps,
-                                     self.detach_target)
-            upper, lower = self._thresholds(d, mask)
-            return e - upper, lower - e
-
-        # Outside L (resp. U) the violation is clamped to 0 before exp, so
-        # no exp(+inf) can reach the backward pass (a NaN gradient through
-        # torch.where); torch.where then drops those entries.
-        def lower_terms(l_ij: Tensor) -> Tuple[Tensor, Tensor]:
-            in_l = l_ij > 0
-            terms = torch.exp(l_ij.clamp(min=0) * (-1.0 / T))
-            return torch.where(in_l, terms, 0.0).sum(), in_l.sum()
-
-        def upper_terms(u_ij: Tensor, S: Tensor) -> Tuple[Tensor, Tensor]:
-            in_u = u_ij > 0
-            p = torch.exp(u_ij.clamp(min=0) * (-1.0 / T))
-            terms = -torch.log(p / (p + S))
-            return torch.where(in_u, terms, 0.0).sum(), in_u.sum()
-
-        blocks = self._blocks(z)
-        if self.chunk_size is not None:
-            return self._official_chunked(violations, lower_terms,
-                                          upper_terms, feats, blocks)
-        # Keep each block's violations for both passes.
-        cached = [violations(feats, *b) for b in blocks]
-        # Pass 1: S is a sum over all of L, so it needs every block.
-        sums, counts = zip(*[lower_terms(l_ij) for _, l_ij in cached])
-        if int(torch.stack(counts).sum()) == 0:
-            return None
-        S = torch.stack(sums).sum()
-        # Pass 2: mean over U of -log(p / (p + S)).
-        sums, counts = zip(*[upper_terms(u_ij, S) for u_ij, _ in cached])
-        num_upper = int(torch.stack(counts).sum())
-        if num_upper == 0:
-            return None
-        return torch.stack(sums).sum() / num_upper
-
-    def _official_chunked(self, violations: Callable, lower_terms: Callable,
-                          upper_terms: Callable, feats: Tensor,
-                          blocks: List[Tuple[int, int, int]]
-                          ) -> Optional[Tensor]:
-        """'official' form with one checkpointed block alive at a time.
-
-        ``S`` is global, so its value comes from a first pass without
-        gradient. The second pass computes, per block, the U terms with
-        ``S`` held constant, the block's part of ``S`` with gradient and
-        ``sum_U 1 / (p + S)``; the gradient through ``S`` is restored with
-        ``dA/dS = mean_U 1 / (p + S)`` (A being the mean over U), so the
-        backward pass recomputes each block once.
+        With ``A = mean_U a_ij``, ``a_ij = -log(p_ij / (p_ij + S))``:
+        ``d a_ij / d e_ij = S / (T (p_ij + S))`` for U,
+        ``d S / d e_ij = exp(-l_ij / T) / T`` for L and
+        ``d A / d S = mean_U 1 / (p_ij + S)``.
         """
         T = self.temperature
-        with torch.no_grad():
-            lows = [lower_terms(violations(feats, *b)[1]) for b in blocks]
-        if sum(int(c) for _, c in lows) == 0:
+        # Keep the blocks for the second pass unless chunking bounds
+        # memory, in which case they are recomputed.
+        blocks = None if self.chunk_size else []
+        # Pass 1: S is a sum over all of L.
+        S = feats.new_zeros(())
+        num_lower = 0
+        grad_S = torch.zeros_like(feats) if need_grad else None
+        for block in self._blocks(feats, z, order):
+            if blocks is not None:
+                blocks.append(block)
+            l_ij = block.lower - block.e
+            in_l = l_ij > 0
+            terms = torch.where(in_l, torch.exp(l_ij.clamp(min=0) / -T), 0.0)
+            S += terms.sum()
+            num_lower += int(in_l.sum())
+            if need_grad:
+                _accumulate_grad(grad_S, feats, block, terms / T)
+        if num_lower == 0:
             return None
-        S = torch.stack([s for s, _ in lows]).sum()
-
-        def block(f: Tensor, start: int, stop: int,
-                  hi: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-            u_ij, l_ij = violations(f, start, stop, hi)
-            up_sum, up_count = upper_terms(u_ij, S)
-            with torch.no_grad():
-                p = torch.exp(u_ij.clamp(min=0) * (-1.0 / T))
-                inv = torch.where(u_ij > 0, 1.0 / (p + S), 0.0).sum()
-            return up_sum, up_count, inv, lower_terms(l_ij)[0]
-
-        up_sums, up_counts, invs, low_sums = zip(
-            *[self._run_block(block, feats, *b) for b in blocks])
-        num_upper = int(torch.stack(up_counts).sum())
+        # Pass 2: mean over U of -log(p / (p + S)).
+        total = feats.new_zeros(())
+        inv_total = feats.new_zeros(())
+        num_upper = 0
+        grad_U = torch.zeros_like(feats) if need_grad else None
+        for block in (blocks if blocks is not None else self._blocks(
+                feats, z, order)):
+            u_ij = block.e - block.upper
+            in_u = u_ij > 0
+            p = torch.exp(u_ij.clamp(min=0) / -T)
+            total += torch.where(in_u, -torch.log(p / (p + S)), 0.0).sum()
+            num_upper += int(in_u.sum())
+            if need_grad:
+                inv = torch.where(in_u, 1.0 / (p + S), 0.0)
+                inv_total += inv.sum()
+                _accumulate_grad(grad_U, feats, block, inv * (S / T))
         if num_upper == 0:
             return None
-        value = torch.stack(up_sums).sum() / num_upper
-        grad_S = torch.stack(invs).sum() / num_upper
-        S_attached = torch.stack(low_sums).sum()
-        # Zero in value; carries grad_S * dS/df in the backward pass.
-        return value + grad_S * (S_attached - S_attached.detach())
+        grad = None
+        if need_grad:
+            grad = (grad_U + inv_total * grad_S) / num_upper
+        return total / num_upper, grad
