@@ -1,0 +1,12 @@
+# PGD + DDML on KITTI, Car only.
+_base_ = ['./pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py']
+
+model = dict(
+    _delete_=True,
+    type='DepthDiscriminativeDetector',
+    detector={{_base_.model}},
+    feature_level=0,
+    descriptor_pool=5,
+    qi_loss=dict(type='QuasiIsometricLoss', K=1.5, B=0.5, eps=10.0,
+                 mode='hinge', loss_weight=1.0),
+    depth_map_head=dict(type='ObjectDepthMapHead', loss_weight=1.0))

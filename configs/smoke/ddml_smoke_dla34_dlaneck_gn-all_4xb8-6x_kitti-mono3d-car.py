@@ -1,0 +1,12 @@
+# SMOKE + DDML on KITTI, Car only.
+_base_ = ['./smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d-car.py']
+
+model = dict(
+    _delete_=True,
+    type='DepthDiscriminativeDetector',
+    detector={{_base_.model}},
+    feature_level=0,
+    descriptor_pool=5,
+    qi_loss=dict(type='QuasiIsometricLoss', K=1.5, B=0.5, eps=10.0,
+                 mode='hinge', loss_weight=1.0),
+    depth_map_head=dict(type='ObjectDepthMapHead', loss_weight=1.0))

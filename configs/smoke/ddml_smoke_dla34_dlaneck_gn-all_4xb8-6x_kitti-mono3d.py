@@ -1,0 +1,14 @@
+# SMOKE + DDML: quasi-isometric loss on object descriptors read from the
+# DLA neck output (stride 4, 64 channels) and the object-wise depth-map head.
+# Both are training-only; predict() is SMOKE's.
+_base_ = ['./smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d.py']
+
+model = dict(
+    _delete_=True,
+    type='DepthDiscriminativeDetector',
+    detector={{_base_.model}},
+    feature_level=0,
+    descriptor_pool=5,
+    qi_loss=dict(type='QuasiIsometricLoss', K=1.5, B=0.5, eps=10.0,
+                 mode='hinge', loss_weight=1.0),
+    depth_map_head=dict(type='ObjectDepthMapHead', loss_weight=1.0))
