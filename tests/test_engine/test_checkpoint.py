@@ -47,7 +47,15 @@ def _checkpoint_of_a_real_run(tmp_path):
 def test_plain_torch_load_fails_without_the_allow_list(tmp_path):
     """Guard: the problem this module solves is real on this torch."""
     path = _checkpoint_of_a_real_run(tmp_path)
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    registered = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(
+            str(path))
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path, weights_only=True)
+    finally:
+        torch.serialization.add_safe_globals(registered)
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in unsafe
     assert 'builtins.getattr' in unsafe
 
