@@ -158,11 +158,9 @@ class QuasiIsometricLoss(nn.Module):
         chunk_size (int, optional): Rows per block of pairs. Blocks are
             processed one at a time without an autograd graph (the
             gradient is accumulated analytically), so memory is
-            O(chunk_size * N + N * C); in 'official' mode the blocks are
-            then recomputed for the second pass instead of kept. The value
-            equals the unchunked one up to float rounding. Defaults to None
-            (blocks of 128 rows, kept between the two 'official' passes:
-            O(N^2) memory at most).
+            O(chunk_size * N + N * C). The value does not depend on it
+            beyond float rounding. Defaults to None (128 rows, which also
+            keeps the band of depth neighbours tight).
 
     Implementation notes: objects are sorted by depth, so the pairs within
     ``eps`` form a band and blocks skip the pairs further apart. Distances
@@ -371,16 +369,13 @@ class QuasiIsometricLoss(nn.Module):
         ``d A / d S = mean_U 1 / (p_ij + S)``.
         """
         T = self.temperature
-        # Keep the blocks for the second pass unless chunking bounds
-        # memory, in which case they are recomputed.
-        blocks = None if self.chunk_size else []
+        # Blocks are recomputed in the second pass rather than kept: this
+        # bounds memory and costs less than keeping O(N^2) tensors.
         # Pass 1: S is a sum over all of L.
         S = feats.new_zeros(())
         num_lower = 0
         grad_S = torch.zeros_like(feats) if need_grad else None
         for block in self._blocks(feats, z, order):
-            if blocks is not None:
-                blocks.append(block)
             l_ij = block.lower - block.e
             in_l = l_ij > 0
             terms = torch.where(in_l, torch.exp(l_ij.clamp(min=0) / -T), 0.0)
@@ -395,8 +390,7 @@ class QuasiIsometricLoss(nn.Module):
         inv_total = feats.new_zeros(())
         num_upper = 0
         grad_U = torch.zeros_like(feats) if need_grad else None
-        for block in (blocks if blocks is not None else self._blocks(
-                feats, z, order)):
+        for block in self._blocks(feats, z, order):
             u_ij = block.e - block.upper
             in_u = u_ij > 0
             p = torch.exp(u_ij.clamp(min=0) / -T)
