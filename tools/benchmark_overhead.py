@@ -81,6 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None,
                         help='torch.set_num_threads')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--flops', action='store_true',
+                        help='also count FLOPs of one training step each')
     parser.add_argument('--json', default=None, help='also write results')
     return parser.parse_args()
 
@@ -157,23 +159,77 @@ def count(module: torch.nn.Module) -> int:
 
 
 def interleaved(fns: Dict[str, Callable[[], None]], iters: int,
-                repeats: int, warmup: int) -> Dict[str, List[float]]:
-    """Per-iteration seconds of each fn, alternating the order by repeat."""
+                repeats: int, warmup: int) -> Dict[str, Dict[str, List]]:
+    """Per-iteration wall and process-CPU seconds of each fn.
+
+    The order of the fns alternates by repeat. Process CPU time (all threads
+    of this process) is less sensitive than wall time to other processes
+    competing for the cores.
+    """
     names = list(fns)
     for name in names:
         for _ in range(warmup):
             fns[name]()
-    times: Dict[str, List[float]] = {name: [] for name in names}
+    times = {name: dict(wall=[], cpu=[]) for name in names}
     for rep in range(repeats):
         order = names if rep % 2 == 0 else names[::-1]
         for name in order:
             for _ in range(iters):
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 fns[name]()
-                times[name].append(time.perf_counter() - start)
+                times[name]['cpu'].append(time.process_time() - cpu)
+                times[name]['wall'].append(time.perf_counter() - wall)
         print(f'  repeat {rep + 1}/{repeats}: ' + ', '.join(
-            f'{n} {times[n][-1]:.3f}s' for n in names), flush=True)
+            f"{n} {times[n]['wall'][-1]:.3f}s wall "
+            f"{times[n]['cpu'][-1]:.3f}s cpu" for n in names),
+              flush=True)
     return times
+
+
+def medians(times: Dict[str, Dict[str, List]]) -> Dict[str, Dict]:
+    return {
+        name: {kind: statistics.median(v)
+               for kind, v in t.items()}
+        for name, t in times.items()
+    }
+
+
+def train_step_flops(model: torch.nn.Module, batch: Dict) -> Dict[str, int]:
+    """FLOPs of one forward + backward in loss mode.
+
+    ``torch.utils.flop_counter`` sees aten convolutions and matmuls but not
+    mmcv's deformable convolutions (SMOKE's neck); those are added from
+    their output shapes (2 * outputs * C_in/groups * k_h * k_w forward,
+    twice that backward).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    try:
+        from mmcv.ops import DeformConv2d, ModulatedDeformConv2d
+        dcn_types = (DeformConv2d, ModulatedDeformConv2d)
+    except ImportError:
+        dcn_types = ()
+    dcn = [0]
+
+    def hook(module, inputs, output):
+        k_h, k_w = module.kernel_size
+        dcn[0] += 2 * output.numel() * module.in_channels // \
+            module.groups * k_h * k_w
+
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules()
+        if isinstance(m, dcn_types)
+    ]
+    model.train()
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    with FlopCounterMode(display=False) as counter:
+        losses = model(**data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        loss.backward()
+    model.zero_grad()
+    for handle in handles:
+        handle.remove()
+    counted = counter.get_total_flops()
+    return dict(counted=counted, dcn=3 * dcn[0], total=counted + 3 * dcn[0])
 
 
 def main() -> None:
@@ -265,9 +321,18 @@ def main() -> None:
     aux_t = interleaved(dict(aux=aux_step), max(args.iters, 3), args.repeats,
                         args.warmup)
 
-    med = {k: statistics.median(v) for k, v in train.items()}
-    med_inf = {k: statistics.median(v) for k, v in infer.items()}
-    med_aux = statistics.median(aux_t['aux'])
+    flops = None
+    if args.flops:
+        print('FLOPs of one training step ...', flush=True)
+        flops = dict(
+            baseline=train_step_flops(baseline, batch),
+            ddml=train_step_flops(wrapper, batch))
+    med, med_inf = medians(train), medians(infer)
+    med_aux = medians(aux_t)['aux']
+
+    def ratio(m, kind):
+        return m['ddml'][kind] / m['baseline'][kind]
+
     results = dict(
         config=args.config,
         input=[args.batch_size, 3, args.height, args.width],
@@ -275,22 +340,36 @@ def main() -> None:
         threads=torch.get_num_threads(),
         device=str(device),
         train_s=med,
-        train_ratio=med['ddml'] / med['baseline'],
+        train_ratio=dict(wall=ratio(med, 'wall'), cpu=ratio(med, 'cpu')),
         train_samples=train,
         infer_s=med_inf,
-        infer_ratio=med_inf['ddml'] / med_inf['baseline'],
+        infer_ratio=dict(
+            wall=ratio(med_inf, 'wall'), cpu=ratio(med_inf, 'cpu')),
         infer_samples=infer,
         aux_s=med_aux,
-        aux_fraction_of_baseline_step=med_aux / med['baseline'],
+        aux_fraction_of_baseline_step=dict(
+            wall=med_aux['wall'] / med['baseline']['wall'],
+            cpu=med_aux['cpu'] / med['baseline']['cpu']),
+        flops=flops,
         params=params)
-    print('\n== results (medians) ==')
-    print(f"train step : baseline {med['baseline']:.3f}s  ddml "
-          f"{med['ddml']:.3f}s  ratio {results['train_ratio']:.3f}")
-    print(f"inference  : baseline {med_inf['baseline']:.3f}s  ddml "
-          f"{med_inf['ddml']:.3f}s  ratio {results['infer_ratio']:.3f}")
-    print(f'aux losses : {med_aux:.4f}s fwd+bwd = '
-          f"{100 * results['aux_fraction_of_baseline_step']:.2f}% of a "
-          'baseline step')
+    print('\n== results (medians over '
+          f'{args.repeats}x{args.iters} interleaved iterations) ==')
+    for label, m in (('train step', med), ('inference ', med_inf)):
+        print(f'{label} : baseline {m["baseline"]["wall"]:.3f}s wall '
+              f'{m["baseline"]["cpu"]:.3f}s cpu | ddml '
+              f'{m["ddml"]["wall"]:.3f}s wall {m["ddml"]["cpu"]:.3f}s cpu'
+              f' | ratio {ratio(m, "wall"):.3f} wall, '
+              f'{ratio(m, "cpu"):.3f} cpu')
+    frac = results['aux_fraction_of_baseline_step']
+    print(f'aux losses : {med_aux["wall"]:.4f}s wall '
+          f'{med_aux["cpu"]:.4f}s cpu fwd+bwd = {100 * frac["wall"]:.2f}% '
+          f'(wall), {100 * frac["cpu"]:.2f}% (cpu) of a baseline step')
+    if flops is not None:
+        extra = flops['ddml']['total'] / flops['baseline']['total'] - 1
+        print(f'train FLOPs: baseline {flops["baseline"]["total"] / 1e9:.1f}'
+              f' G, ddml {flops["ddml"]["total"] / 1e9:.1f} G '
+              f'(+{100 * extra:.2f}%; deformable convs estimated: '
+              f'{flops["baseline"]["dcn"] / 1e9:.1f} G)')
     print(f"parameters : baseline {params['baseline']:,}  wrapper "
           f"{params['wrapper']:,}  exported {params['exported']:,} "
           f"(state-dict elements {params['exported_tensors']:,} vs "

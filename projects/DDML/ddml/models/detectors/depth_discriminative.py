@@ -351,7 +351,7 @@ class DepthDiscriminativeDetector(Base3DDetector):
             if self.depth_map_head is not None else None
         with torch.autocast(device_type=device_type, enabled=False):
             feat32 = feat.float()
-            zero = feat32.sum() * 0.
+            zero = feat32.sum() * 0. + 0.  # attached; +0 avoids -0.0
             if self.qi_loss is not None or self.metric_loss is not None:
                 objects = collect_object_descriptors(
                     feat32, [s.gt_instances_3d for s in batch_data_samples],

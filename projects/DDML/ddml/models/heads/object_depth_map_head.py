@@ -304,7 +304,7 @@ class ObjectDepthMapHead(BaseModule):
                     '(B, H, W)')
             valid = targets > 0
             if not bool(valid.any()):
-                zero = (depth_logits.sum() + log_vars.sum()) * 0.
+                zero = (depth_logits.sum() + log_vars.sum()) * 0. + 0.
                 return dict(loss_obj_depth=zero)
             pred = self.decode_depth(depth_logits[valid])
             log_var = log_vars[valid]
