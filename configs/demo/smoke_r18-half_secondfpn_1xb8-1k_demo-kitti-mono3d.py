@@ -82,6 +82,7 @@ param_scheduler = [
          milestones=[int(max_iters * 0.8)], gamma=0.1)
 ]
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=1e-3))
+auto_scale_lr = dict(enable=False, base_batch_size=8)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(

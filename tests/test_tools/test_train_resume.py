@@ -1,0 +1,143 @@
+"""tools/train.py trains, is killed between checkpoints, and resumes.
+
+A run killed by SIGKILL after iteration 3 (checkpoints every 2 iterations)
+resumes with ``--resume`` from ``iter_2.pth`` on torch >= 2.6 (weights_only
+loading) and then produces the same losses, weights, optimizer and
+scheduler state as a run that was never interrupted (CPU, same seed).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / 'tests'
+DEMO = REPO / 'configs' / 'demo'
+MAX_ITERS = 6
+
+
+def _write_config(path: Path, base: Path, data_root: Path, kill_at=None):
+    hooks = (f"custom_hooks = [dict(type='KillAtIterHook', "
+             f'iteration={kill_at})]\n'
+             "custom_imports = dict(imports=['ddml', 'interrupt_hook'], "
+             'allow_failed_imports=False)\n') if kill_at else ''
+    path.write_text(f"""_base_ = ['{base}']
+data_root = '{data_root}/'
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
+                 max_iters={MAX_ITERS})
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(interval=2, max_keep_ckpts=-1))
+randomness = dict(seed=3)
+{hooks}""")
+    return path
+
+
+def _train(config: Path, work_dir: Path, *extra: str):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(TESTS), os.environ.get('PYTHONPATH', '')]))
+    return subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'train.py'), str(config),
+         '--work-dir', str(work_dir), *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _losses(work_dir: Path) -> dict:
+    """{iteration: {loss name: value}} from every run in ``work_dir``."""
+    out = {}
+    for scalars in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in scalars.read_text().splitlines():
+            rec = json.loads(line)
+            if 'loss' in rec:
+                out[rec['iter']] = {
+                    k: v for k, v in rec.items() if k.startswith('loss')}
+    return out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_identical_losses(synthetic_kitti_root,
+                                                  tmp_path):
+    base = DEMO / 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    plain = _write_config(tmp_path / 'plain.py', base, synthetic_kitti_root)
+    killed = _write_config(tmp_path / 'killed.py', base,
+                           synthetic_kitti_root, kill_at=3)
+
+    ref_dir, run_dir = tmp_path / 'uninterrupted', tmp_path / 'interrupted'
+    ref = _train(plain, ref_dir)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    crash = _train(killed, run_dir)
+    assert crash.returncode == -9, (crash.returncode, crash.stderr[-3000:])
+    assert (run_dir / 'iter_2.pth').is_file()
+    assert not (run_dir / 'iter_4.pth').exists()
+    assert sorted(_losses(run_dir)) == [1, 2, 3]
+
+    resumed = _train(plain, run_dir, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert 'resumed epoch: 0, iter: 2' in log, log[-3000:]
+
+    want, got = _losses(ref_dir), _losses(run_dir)
+    assert sorted(want) == list(range(1, MAX_ITERS + 1))
+    for it in range(3, MAX_ITERS + 1):
+        assert set(got[it]) == set(want[it])
+        assert 'loss_qi' in got[it] and 'loss_obj_depth' in got[it]
+        for key, value in want[it].items():
+            assert got[it][key] == pytest.approx(value, rel=1e-5, abs=1e-6), \
+                (it, key)
+
+    a = torch.load(ref_dir / f'iter_{MAX_ITERS}.pth', map_location='cpu')
+    b = torch.load(run_dir / f'iter_{MAX_ITERS}.pth', map_location='cpu')
+    assert a['meta']['iter'] == b['meta']['iter'] == MAX_ITERS
+    for key, value in a['state_dict'].items():
+        torch.testing.assert_close(b['state_dict'][key], value,
+                                   rtol=1e-5, atol=1e-6, msg=key)
+    for sa, sb in zip(a['optimizer']['state'].values(),
+                      b['optimizer']['state'].values()):
+        assert int(sa['step']) == int(sb['step']) == MAX_ITERS
+        torch.testing.assert_close(sb['exp_avg'], sa['exp_avg'],
+                                   rtol=1e-5, atol=1e-7)
+    assert a['param_schedulers'] == b['param_schedulers']
+    lr = [g['lr'] for g in a['optimizer']['param_groups']]
+    assert lr == [g['lr'] for g in b['optimizer']['param_groups']]
+
+
+def test_resume_from_missing_checkpoint_names_the_file(tmp_path):
+    from ddml.engine import train_config, train_parser
+    args = train_parser().parse_args([
+        str(DEMO / 'smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'),
+        '--resume', str(tmp_path / 'nope.pth')
+    ])
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        train_config(args)
+
+
+def test_train_config_applies_cli_options(tmp_path):
+    from ddml.engine import train_config, train_parser
+    cfg_path = DEMO / 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    args = train_parser().parse_args([
+        str(cfg_path), '--work-dir', str(tmp_path), '--amp', '--resume',
+        '--auto-scale-lr', '--cfg-options', 'train_cfg.max_iters=7',
+        'model.qi_loss.K=2.0'
+    ])
+    cfg = train_config(args)
+    assert cfg.work_dir == str(tmp_path)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.auto_scale_lr.enable is True
+    assert cfg.train_cfg.max_iters == 7
+    assert cfg.model.qi_loss.K == 2.0
+    assert cfg.model.detector.type == 'SMOKEMono3D'
