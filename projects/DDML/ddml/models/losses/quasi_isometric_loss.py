@@ -48,8 +48,7 @@ class _Block(NamedTuple):
     hi: int
     e: Tensor  # descriptor distances
     moving: Tensor  # distance above the rounding floor (has a gradient)
-    upper: Tensor  # K d + B in P, +inf elsewhere
-    lower: Tensor  # d / K - B in P, -inf elsewhere
+    d: Tensor  # depth differences in metres
     mask: Tensor  # pair in the neighbourhood P
     row_first: Optional[Tensor]  # row has the smaller original index
 
@@ -231,7 +230,8 @@ class QuasiIsometricLoss(nn.Module):
         Args:
             descriptors (Tensor): Object descriptors, shape (N, C), any
                 float dtype.
-            depths (Tensor): Object depths in metres, shape (N,).
+            depths (Tensor): Object depths in metres, shape (N,); treated
+                as targets (no gradient flows to them).
 
         Returns:
             Tensor: Scalar float32 loss. Zero, still attached to the graph
@@ -316,28 +316,36 @@ class QuasiIsometricLoss(nn.Module):
             rows = feats[start:stop]
             cols = feats[start + 1:hi]
             d = z[None, start + 1:hi] - z[start:stop, None]
-            row_idx = torch.arange(start, stop, device=z.device)
-            col_idx = torch.arange(start + 1, hi, device=z.device)
-            mask = ((col_idx[None, :] > row_idx[:, None]) & (d > 0) &
-                    (d <= self.eps))
+            mask = (d > 0) & (d <= self.eps)
+            # j > i only fails in the leading columns (j < stop).
+            lead = min(stop - start - 1, hi - start - 1)
+            if lead > 0:
+                mask[:, :lead] &= torch.ones(
+                    stop - start, lead, dtype=torch.bool,
+                    device=z.device).triu()
             rows_sq = rows.pow(2).sum(1)[:, None]
             cols_sq = cols.pow(2).sum(1)[None, :]
             sq = torch.addmm(cols_sq, rows, cols.t(), alpha=-2.0) + rows_sq
             # The Gram formula loses about 1e-7 * (|f_i|^2 + |f_j|^2) to
             # rounding: below that floor a distance (and its direction) is
             # noise, so it is floored and gets no gradient.
-            floor = ((rows_sq + cols_sq) * _GRAM_REL_FLOOR).clamp(
+            floor = (rows_sq + cols_sq).mul_(_GRAM_REL_FLOOR).clamp_(
                 min=_MIN_SQ_DIST)
             moving = sq > floor
-            e = torch.maximum(sq, floor).sqrt()
+            e = torch.maximum(sq, floor).sqrt_()
             row_first = None
             if self.detach_target:
                 first = order[start:stop, None]
                 row_first = first < order[None, start + 1:hi]
-            upper = torch.where(mask, d * self.K + self.B, math.inf)
-            lower = torch.where(mask, d / self.K - self.B, -math.inf)
-            yield _Block(start, stop, hi, e, moving, upper, lower, mask,
-                         row_first)
+            yield _Block(start, stop, hi, e, moving, d, mask, row_first)
+
+    def _upper(self, block: _Block) -> Tensor:
+        """``K d + B`` in P, +inf elsewhere (no term is positive there)."""
+        return torch.where(block.mask, block.d * self.K + self.B, math.inf)
+
+    def _lower(self, block: _Block) -> Tensor:
+        """``d / K - B`` in P, -inf elsewhere."""
+        return torch.where(block.mask, block.d / self.K - self.B, -math.inf)
 
     def _hinge(self, feats: Tensor, z: Tensor, order: Tensor,
                need_grad: bool) -> Optional[Tuple[Tensor, Tensor]]:
@@ -347,8 +355,8 @@ class QuasiIsometricLoss(nn.Module):
         count = 0
         grad = torch.zeros_like(feats) if need_grad else None
         for block in self._blocks(feats, z, order):
-            over = block.e - block.upper
-            under = block.lower - block.e
+            over = block.e - self._upper(block)
+            under = self._lower(block) - block.e
             total += over.clamp(min=0).sum() + under.clamp(min=0).sum()
             count += int(block.mask.sum())
             if need_grad:
@@ -376,7 +384,7 @@ class QuasiIsometricLoss(nn.Module):
         num_lower = 0
         grad_S = torch.zeros_like(feats) if need_grad else None
         for block in self._blocks(feats, z, order):
-            l_ij = block.lower - block.e
+            l_ij = self._lower(block) - block.e
             in_l = l_ij > 0
             terms = torch.where(in_l, torch.exp(l_ij.clamp(min=0) / -T), 0.0)
             S += terms.sum()
@@ -391,7 +399,7 @@ class QuasiIsometricLoss(nn.Module):
         num_upper = 0
         grad_U = torch.zeros_like(feats) if need_grad else None
         for block in self._blocks(feats, z, order):
-            u_ij = block.e - block.upper
+            u_ij = block.e - self._upper(block)
             in_u = u_ij > 0
             p = torch.exp(u_ij.clamp(min=0) / -T)
             total += torch.where(in_u, -torch.log(p / (p + S)), 0.0).sum()
