@@ -33,7 +33,6 @@ _GRAM_REL_FLOOR = 1e-6
 
 _MODES = ('hinge', 'official')
 
-
 # Rows per block when ``chunk_size`` is None: small blocks keep the band of
 # neighbours tight (objects are sorted by depth).
 _DEFAULT_BLOCK_ROWS = 128
