@@ -1,0 +1,230 @@
+"""How depth-discriminative are a detector's object descriptors?
+
+Object descriptors are read exactly as in training
+(:func:`ddml.models.descriptors.collect_object_descriptors`: the ``k x k``
+average of one feature map at each ground-truth object's projected 3D
+centre). Over a dataset, every pair of objects ``(i, j)`` gives a descriptor
+distance ``e_ij = ||f_i - f_j||`` and a depth distance ``d_ij = |z_i - z_j|``.
+This module reports
+
+* the Spearman rank correlation between ``e`` and ``d`` over all pairs (1:
+  descriptors order pairs exactly as depth does; 0: no relation);
+* the fraction of pairs of the quasi-isometric neighbourhood
+  ``P = {0 < d_ij <= eps}`` that satisfy ``d / K - B <= e <= K d + B``
+  (the constraint of DDML's loss), and the fractions above / below;
+* a 2-D PCA projection of the descriptors.
+
+The statistics are plain numpy (:func:`pair_statistics`, :func:`pca_2d`);
+:func:`descriptor_settings` reads the descriptor options of a config.
+"""
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    'PairDistances', 'pair_distances', 'pair_statistics', 'pca_2d',
+    'descriptor_settings', 'descriptor_report', 'DEFAULT_K', 'DEFAULT_B',
+    'DEFAULT_EPS'
+]
+
+DEFAULT_K = 1.5
+DEFAULT_B = 0.5
+DEFAULT_EPS = 10.0
+
+
+class PairDistances(NamedTuple):
+    """Distances of object pairs ``i < j``.
+
+    Attributes:
+        depth (np.ndarray): ``|z_i - z_j|`` in metres, shape (P, ).
+        descriptor (np.ndarray): ``||f_i - f_j||``, shape (P, ).
+    """
+    depth: np.ndarray
+    descriptor: np.ndarray
+
+
+def pair_distances(descriptors: np.ndarray,
+                   depths: np.ndarray,
+                   max_pairs: Optional[int] = None,
+                   seed: int = 0) -> PairDistances:
+    """Depth and descriptor distances of all pairs ``i < j``.
+
+    Args:
+        descriptors (np.ndarray): Shape (N, C).
+        depths (np.ndarray): Shape (N, ), metres.
+        max_pairs (int, optional): Keep a uniform random subset of this many
+            pairs (reproducible through ``seed``) when there are more.
+        seed (int): Seed of the subset. Defaults to 0.
+
+    Returns:
+        :obj:`PairDistances`: float64 arrays of equal length.
+    """
+    feats = np.asarray(descriptors, dtype=np.float64)
+    depths = np.asarray(depths, dtype=np.float64).reshape(-1)
+    if feats.ndim != 2 or feats.shape[0] != depths.shape[0]:
+        raise ValueError(f'descriptors {feats.shape} and depths '
+                         f'{depths.shape} must be (N, C) and (N, )')
+    rows, cols = np.triu_indices(depths.shape[0], k=1)
+    if max_pairs is not None and rows.shape[0] > max_pairs:
+        pick = np.random.default_rng(seed).choice(
+            rows.shape[0], size=int(max_pairs), replace=False)
+        pick.sort()
+        rows, cols = rows[pick], cols[pick]
+    desc = np.linalg.norm(feats[rows] - feats[cols], axis=1)
+    return PairDistances(np.abs(depths[rows] - depths[cols]), desc)
+
+
+def pair_statistics(descriptors: np.ndarray,
+                    depths: np.ndarray,
+                    K: float = DEFAULT_K,
+                    B: float = DEFAULT_B,
+                    eps: float = DEFAULT_EPS,
+                    max_pairs: Optional[int] = 500_000,
+                    seed: int = 0) -> Dict[str, float]:
+    """Spearman correlation and (K, B) bound fractions of object pairs.
+
+    Args:
+        descriptors (np.ndarray): Shape (N, C).
+        depths (np.ndarray): Shape (N, ), metres.
+        K (float): Multiplicative constant. Defaults to 1.5.
+        B (float): Additive constant (descriptor units). Defaults to 0.5.
+        eps (float): Neighbourhood radius in metres: the bounds are checked
+            on pairs with ``0 < d <= eps``. Defaults to 10.
+        max_pairs (int, optional): Subsample pairs beyond this many.
+        seed (int): Seed of the subsample.
+
+    Returns:
+        dict: ``num_objects``, ``num_pairs``, ``spearman`` (all pairs; NaN
+        with fewer than 3 pairs or constant distances), ``num_pairs_eps``
+        (pairs in the neighbourhood), ``frac_inside``, ``frac_above``
+        (``e > K d + B``), ``frac_below`` (``e < d / K - B``) over the
+        neighbourhood (NaN when it is empty), ``mean_desc_dist`` and
+        ``mean_depth_dist`` over all pairs.
+    """
+    n = int(np.asarray(depths).reshape(-1).shape[0])
+    pairs = pair_distances(descriptors, depths, max_pairs, seed)
+    out: Dict[str, float] = dict(
+        num_objects=n, num_pairs=int(pairs.depth.shape[0]),
+        spearman=float('nan'), num_pairs_eps=0,
+        frac_inside=float('nan'), frac_above=float('nan'),
+        frac_below=float('nan'), mean_desc_dist=float('nan'),
+        mean_depth_dist=float('nan'))
+    if pairs.depth.shape[0] == 0:
+        return out
+    out['mean_desc_dist'] = float(pairs.descriptor.mean())
+    out['mean_depth_dist'] = float(pairs.depth.mean())
+    if pairs.depth.shape[0] >= 3 and np.ptp(pairs.depth) > 0 and \
+            np.ptp(pairs.descriptor) > 0:
+        from scipy.stats import spearmanr
+        out['spearman'] = float(spearmanr(pairs.depth, pairs.descriptor)[0])
+    near = (pairs.depth > 0) & (pairs.depth <= eps)
+    out['num_pairs_eps'] = int(near.sum())
+    if near.any():
+        d, e = pairs.depth[near], pairs.descriptor[near]
+        above = e > K * d + B
+        below = e < d / K - B
+        out['frac_above'] = float(above.mean())
+        out['frac_below'] = float(below.mean())
+        out['frac_inside'] = float((~above & ~below).mean())
+    return out
+
+
+def pca_2d(descriptors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Project descriptors on their first two principal components.
+
+    Args:
+        descriptors (np.ndarray): Shape (N, C).
+
+    Returns:
+        tuple: Projection (N, 2) (zero-padded when fewer than two components
+        exist) and the explained variance ratio of the two components (2, ).
+    """
+    feats = np.asarray(descriptors, dtype=np.float64)
+    n = feats.shape[0]
+    proj = np.zeros((n, 2))
+    ratio = np.zeros(2)
+    if n < 2:
+        return proj, ratio
+    centred = feats - feats.mean(axis=0, keepdims=True)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(2, vt.shape[0])
+    # fix the sign so that the output is deterministic
+    signs = np.sign(vt[:k, np.argmax(np.abs(vt[:k]), axis=1)].diagonal())
+    signs[signs == 0] = 1
+    proj[:, :k] = centred @ (vt[:k].T * signs)
+    var = s**2
+    if var.sum() > 0:
+        ratio[:k] = var[:k] / var.sum()
+    return proj, ratio
+
+
+def descriptor_settings(model_cfg) -> Dict:
+    """Descriptor options of a model config.
+
+    A ``DepthDiscriminativeDetector`` config gives its own
+    ``feature_level``, ``descriptor_pool``, depth range, ignored classes
+    and, when it has a ``QuasiIsometricLoss``, K/B/eps; a plain detector
+    gets the wrapper's defaults (level 0, 5 x 5, 2-65 m, K=1.5, B=0.5,
+    eps=10).
+
+    Args:
+        model_cfg (dict-like): ``cfg.model``.
+
+    Returns:
+        dict: ``wrapper`` (bool), ``feature_level``, ``descriptor_pool``,
+        ``min_depth``, ``max_depth``, ``ignore_classes``, ``K``, ``B``,
+        ``eps``.
+    """
+    out = dict(wrapper=False, feature_level=0, descriptor_pool=5,
+               min_depth=2., max_depth=65., ignore_classes=(),
+               K=DEFAULT_K, B=DEFAULT_B, eps=DEFAULT_EPS)
+    if model_cfg.get('type', None) == 'DepthDiscriminativeDetector':
+        out['wrapper'] = True
+        for key in ('feature_level', 'descriptor_pool', 'min_depth',
+                    'max_depth', 'ignore_classes'):
+            if model_cfg.get(key, None) is not None:
+                out[key] = model_cfg[key]
+        qi = model_cfg.get('qi_loss', None)
+        if isinstance(qi, dict):
+            for key in ('K', 'B', 'eps'):
+                if qi.get(key, None) is not None:
+                    out[key] = float(qi[key])
+    out['ignore_classes'] = tuple(out['ignore_classes'])
+    return out
+
+
+def descriptor_report(descriptors: np.ndarray,
+                      depths: np.ndarray,
+                      out_dir: str,
+                      name: str,
+                      K: float = DEFAULT_K,
+                      B: float = DEFAULT_B,
+                      eps: float = DEFAULT_EPS,
+                      title: str = '') -> Dict:
+    """Statistics and the two figures of one model's descriptors.
+
+    Writes ``<out_dir>/<name>_pairs.png`` (descriptor distance against
+    depth distance with the bounds) and ``<out_dir>/<name>_pca.png``.
+
+    Returns:
+        dict: :func:`pair_statistics` plus ``pca_ratio`` (list) and
+        ``figures`` (the two paths).
+    """
+    import os.path as osp
+
+    from .plots import plot_pair_distances, plot_pca
+    stats = pair_statistics(descriptors, depths, K, B, eps)
+    pairs = pair_distances(descriptors, depths, max_pairs=200_000)
+    title = title or name
+    f_pairs = plot_pair_distances(
+        pairs.depth, pairs.descriptor, osp.join(out_dir, f'{name}_pairs.png'),
+        K=K, B=B, eps=eps, stats=stats,
+        title=f'{title}: descriptor vs depth distance')
+    proj, ratio = pca_2d(descriptors)
+    f_pca = plot_pca(proj, depths, osp.join(out_dir, f'{name}_pca.png'),
+                     ratio=ratio,
+                     title=f'{title}: object descriptors (PCA)')
+    stats = dict(stats)
+    stats['pca_ratio'] = [float(r) for r in ratio]
+    stats['figures'] = [f_pairs, f_pca]
+    return stats

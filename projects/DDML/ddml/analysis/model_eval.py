@@ -1,0 +1,424 @@
+"""One pass of a trained detector over a dataset split.
+
+:func:`evaluate_checkpoint` runs the detector's ordinary ``predict`` on each
+image (timed), reads the object descriptors from the same forward pass (a
+hook on the feature extractor, so no second pass) at the ground-truth
+projected centres, and then evaluates the predictions with mmdet3d's
+``KittiMetric`` (3D, BEV, 2D AP) and the depth error of matched detections.
+
+The images go through the config's test pipeline, with the annotations
+loaded as well (``LoadAnnotations3D`` and the GT keys of
+``Pack3DDetInputs``), so predictions are those of ``tools/test.py`` while
+descriptors are read as in training (without augmentation).
+"""
+import copy
+import logging
+import os.path as osp
+import re
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .demo_report import depth_errors, match_detections  # noqa: F401
+from .descriptor_analysis import descriptor_settings
+
+__all__ = ['annotated_pipeline', 'load_model', 'build_split_dataset',
+           'evaluate_checkpoint', 'kitti_summary', 'evaluate_run']
+
+_GT_KEYS = ['gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d', 'gt_labels_3d',
+            'centers_2d', 'depths']
+
+
+def annotated_pipeline(pipeline: List[dict]) -> List[dict]:
+    """The test pipeline plus ground-truth loading and packing.
+
+    Args:
+        pipeline (list[dict]): A test pipeline starting with an image
+            loading transform and ending with ``Pack3DDetInputs``.
+
+    Returns:
+        list[dict]: A copy with ``LoadAnnotations3D`` (2D/3D boxes, labels,
+        centres and depths) after the image loading step and the GT keys
+        added to ``Pack3DDetInputs``.
+    """
+    pipeline = copy.deepcopy(list(pipeline))
+    if any(t.get('type') == 'LoadAnnotations3D' for t in pipeline):
+        pipeline = [
+            t for t in pipeline if t.get('type') != 'LoadAnnotations3D'
+        ]
+    load_ann = dict(type='LoadAnnotations3D', with_bbox=True, with_label=True,
+                    with_attr_label=False, with_bbox_3d=True,
+                    with_label_3d=True, with_bbox_depth=True)
+    pos = next((i for i, t in enumerate(pipeline)
+                if 'LoadImage' in str(t.get('type', ''))), 0)
+    pipeline.insert(pos + 1, load_ann)
+    for t in pipeline:
+        if t.get('type') == 'Pack3DDetInputs':
+            keys = list(t.get('keys', ['img']))
+            t['keys'] = keys + [k for k in _GT_KEYS if k not in keys]
+    return pipeline
+
+
+def _split_ann_file(ann_file: str, split: Optional[str]) -> str:
+    if split is None:
+        return ann_file
+    new, n = re.subn(r'_(train|val|trainval|test)\.pkl$', f'_{split}.pkl',
+                     ann_file)
+    if n == 0:
+        raise ValueError(f'cannot derive the {split!r} info file from '
+                         f'{ann_file!r}; pass an ann_file ending in '
+                         '_train/_val/_trainval/_test.pkl')
+    return new
+
+
+def load_model(cfg, checkpoint: Optional[str], device: str = 'cpu'):
+    """Build ``cfg.model`` and load ``checkpoint`` into it.
+
+    A ``DepthDiscriminativeDetector`` checkpoint given with a plain
+    detector config is reduced to the wrapped detector first
+    (:func:`export_baseline_checkpoint`).
+
+    Returns:
+        tuple: ``(model, detector)``: the built model (eval mode) and the
+        detector that predicts (the wrapped one for the wrapper).
+    """
+    import ddml  # noqa: F401  (registers the add-on, checkpoint loading)
+    from mmengine.registry import init_default_scope
+    from mmengine.runner.checkpoint import (_load_checkpoint,
+                                            load_state_dict)
+
+    from mmdet3d.registry import MODELS
+    init_default_scope(cfg.get('default_scope', 'mmdet3d'))
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+        state = ckpt.get('state_dict', ckpt)
+        wrapper = cfg.model.get('type') == 'DepthDiscriminativeDetector'
+        if not wrapper and any(k.startswith('detector.') for k in state):
+            from ddml.models.detectors.depth_discriminative import \
+                export_baseline_checkpoint
+            state = export_baseline_checkpoint(ckpt)['state_dict']
+        load_state_dict(model, state, strict=True)
+    model.to(device).eval()
+    detector = getattr(model, 'detector', model) \
+        if cfg.model.get('type') == 'DepthDiscriminativeDetector' else model
+    return model, detector
+
+
+def build_split_dataset(cfg, split: Optional[str] = 'val',
+                        data_root: Optional[str] = None):
+    """The val dataset of ``cfg`` on ``split`` with annotations loaded.
+
+    Args:
+        cfg (Config): Model config.
+        split (str, optional): Info split (``train``, ``val``, ...); None
+            keeps the config's val ``ann_file``.
+        data_root (str, optional): Replaces the dataset's ``data_root``.
+
+    Returns:
+        Dataset: ``test_mode=False`` (annotations parsed) and
+        ``filter_empty_gt=False`` (every frame, in order).
+    """
+    from mmdet3d.registry import DATASETS
+    ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)
+    ds_cfg.ann_file = _split_ann_file(ds_cfg.ann_file, split)
+    if data_root is not None:
+        ds_cfg.data_root = data_root
+    pipeline = cfg.get('test_pipeline', None) or ds_cfg.pipeline
+    ds_cfg.pipeline = annotated_pipeline(pipeline)
+    ds_cfg.test_mode = False
+    ds_cfg.filter_empty_gt = False
+    return DATASETS.build(ds_cfg)
+
+
+def _feature_hook_target(detector):
+    if getattr(detector, 'with_neck', False):
+        return detector.neck
+    return detector.backbone
+
+
+def kitti_summary(metrics: Dict[str, float],
+                  cls: str = 'Car') -> Dict[str, float]:
+    """Short names of the KITTI AP40 figures of one class.
+
+    Keys ``AP3D_{easy,mod,hard}``, ``APBEV_*``, ``AP2D_*`` (strict IoU: 0.7
+    for Car, 0.5 otherwise) and ``AP3D_*_loose`` etc. (0.5 for Car, 0.25
+    otherwise), percentages as mmdet3d reports them.
+    """
+    out = {}
+    short = dict(easy='easy', moderate='mod', hard='hard')
+    kinds = dict(**{'3D': 'AP3D', 'BEV': 'APBEV', '2D': 'AP2D'})
+    for key, value in metrics.items():
+        m = re.search(rf'(?:^|/){cls}_(3D|BEV|2D)_AP40_(easy|moderate|hard)_'
+                      r'(strict|loose)$', key)
+        if m is None:
+            continue
+        name = f'{kinds[m.group(1)]}_{short[m.group(2)]}'
+        if m.group(3) == 'loose':
+            name += '_loose'
+        out[name] = float(value)
+    return out
+
+
+def evaluate_checkpoint(config,
+                        checkpoint: Optional[str],
+                        split: Optional[str] = 'val',
+                        data_root: Optional[str] = None,
+                        cfg_options: Optional[dict] = None,
+                        kitti: bool = True,
+                        descriptors: bool = True,
+                        match: str = 'iou2d',
+                        match_thr: Optional[float] = None,
+                        max_images: Optional[int] = None,
+                        progress: bool = True,
+                        log_file: Optional[str] = None,
+                        warmup: int = 3) -> Dict:
+    """Predict, time, read descriptors and evaluate on one split.
+
+    Args:
+        config (str | Config): Model config (plain detector or wrapper).
+        checkpoint (str, optional): Weights; None keeps the initialisation.
+        split (str, optional): Info split. Defaults to 'val'.
+        data_root (str, optional): Dataset root replacing the config's.
+        cfg_options (dict, optional): Merged into the config.
+        kitti (bool): Run ``KittiMetric``. Defaults to True.
+        descriptors (bool): Collect object descriptors. Defaults to True.
+        match (str): ``'iou2d'`` or ``'bev'`` matching for the depth error.
+        match_thr (float, optional): IoU (default 0.5) or BEV distance in
+            metres (default 2.0).
+        max_images (int, optional): Only the first images (tests).
+        progress (bool): tqdm bar over the images. Defaults to True.
+        log_file (str, optional): The KITTI metric's full printout goes
+            here (console gets warnings only).
+        warmup (int): Images excluded from the timing. Defaults to 3.
+
+    Returns:
+        dict: ``metrics`` (all KittiMetric figures, short keys of
+        :func:`kitti_summary` under ``car``), ``depth`` (matched-detection
+        depth error, see :func:`depth_errors`), ``infer_ms`` (median and
+        mean ms per image), ``num_images``, ``descriptors`` (N, C),
+        ``depths`` (N, ), ``labels`` (N, ), ``settings``.
+    """
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+
+    from ddml.models.descriptors import (collect_object_descriptors,
+                                         infer_feature_stride)
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    cfg = copy.deepcopy(cfg)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    settings = descriptor_settings(cfg.model)
+    with _QuietConsole(log_file):
+        model, detector = load_model(cfg, checkpoint)
+        dataset = build_split_dataset(cfg, split, data_root)
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+
+    captured = {}
+    handle = _feature_hook_target(detector).register_forward_hook(
+        lambda mod, inp, out: captured.__setitem__('feats', out))
+    results, times = [], []
+    all_desc, all_depth, all_label = [], [], []
+    indices = range(n)
+    if progress:
+        from tqdm import tqdm
+        indices = tqdm(indices, desc='inference', unit='img', leave=False)
+    try:
+        with torch.no_grad():
+            for idx in indices:
+                batch = pseudo_collate([dataset[idx]])
+                data = model.data_preprocessor(batch, False)
+                inputs, samples = data['inputs'], data['data_samples']
+                start = time.perf_counter()
+                preds = detector.predict(inputs, samples)
+                times.append(time.perf_counter() - start)
+                for sample in preds:
+                    results.append(_to_result(sample))
+                if descriptors:
+                    feats = captured.pop('feats')
+                    levels = (feats, ) if isinstance(feats, torch.Tensor) \
+                        else tuple(feats)
+                    feat = levels[settings['feature_level']]
+                    stride = infer_feature_stride(inputs['imgs'].shape[-2:],
+                                                  feat.shape[-2:])
+                    objs = collect_object_descriptors(
+                        feat.float(), [s.gt_instances_3d for s in samples],
+                        stride, settings['descriptor_pool'],
+                        settings['min_depth'], settings['max_depth'],
+                        settings['ignore_classes'])
+                    all_desc.append(objs.descriptors.cpu().numpy())
+                    all_depth.append(objs.depths.cpu().numpy())
+                    all_label.append(objs.labels.cpu().numpy())
+    finally:
+        handle.remove()
+
+    timed = np.asarray(times[warmup:] if len(times) > warmup else times)
+    out = dict(
+        num_images=n, settings=settings,
+        infer_ms=dict(median=float(np.median(timed) * 1e3),
+                      mean=float(timed.mean() * 1e3)) if timed.size else {},
+        metrics={}, depth={})
+    channels = 0
+    if all_desc:
+        channels = all_desc[0].shape[1]
+    out['descriptors'] = np.concatenate(all_desc) if all_desc else \
+        np.zeros((0, channels), np.float32)
+    out['depths'] = np.concatenate(all_depth) if all_depth else np.zeros(0)
+    out['labels'] = np.concatenate(all_label) if all_label else \
+        np.zeros(0, np.int64)
+    if kitti and results:
+        metrics, pred_annos, gt_annos = _kitti_metric(
+            cfg, dataset, results, n, data_root, log_file)
+        out['metrics'] = metrics
+        out['car'] = kitti_summary(metrics, 'Car')
+        classes = list(dataset.metainfo['classes'])
+        thr = match_thr if match_thr is not None else (
+            0.5 if match == 'iou2d' else 2.0)
+        pairs = [
+            match_detections(p, g, classes, criterion=match, threshold=thr)
+            for p, g in zip(pred_annos, gt_annos)
+        ]
+        out['depth'] = depth_errors(pairs)
+        out['depth_car'] = depth_errors(pairs, cls='Car')
+    return out
+
+
+def _to_result(sample) -> dict:
+    """What ``KittiMetric.process`` stores for one output sample."""
+    pred_3d = sample.pred_instances_3d.to_dict()
+    pred_2d = sample.pred_instances.to_dict() \
+        if 'pred_instances' in sample else {}
+    for inst in (pred_3d, pred_2d):
+        for key, value in inst.items():
+            if hasattr(value, 'to'):
+                inst[key] = value.to('cpu')
+    return dict(pred_instances_3d=pred_3d, pred_instances=pred_2d,
+                sample_idx=sample.sample_idx)
+
+
+class _QuietConsole:
+    """Route mmengine's current logger to a file; console warnings only."""
+
+    def __init__(self, log_file: Optional[str]):
+        self.log_file = log_file
+
+    def __enter__(self):
+        from mmengine.logging import MMLogger
+        name = f'ddml_eval_{time.time_ns()}'
+        self.logger = MMLogger.get_instance(
+            name, log_file=self.log_file, log_level='INFO')
+        self.levels = []
+        for h in self.logger.handlers:
+            if isinstance(h, logging.StreamHandler) and \
+                    not isinstance(h, logging.FileHandler):
+                self.levels.append((h, h.level))
+                h.setLevel(logging.WARNING)
+        return self.logger
+
+    def __exit__(self, *exc):
+        for h, level in self.levels:
+            h.setLevel(level)
+        return False
+
+
+def _kitti_metric(cfg, dataset, results: List[dict], n: int,
+                  data_root: Optional[str], log_file: Optional[str]):
+    """KittiMetric's compute_metrics, keeping the formatted predictions."""
+    from mmdet3d.registry import METRICS
+    ev_cfg = copy.deepcopy(cfg.val_evaluator)
+    if isinstance(ev_cfg, (list, tuple)):
+        ev_cfg = ev_cfg[0]
+    ev_cfg['ann_file'] = dataset.ann_file  # already joined with data_root
+    if ev_cfg.get('type') != 'KittiMetric':
+        ev_cfg = dict(type='KittiMetric', ann_file=ev_cfg['ann_file'])
+    metric = METRICS.build(ev_cfg)
+    metric.dataset_meta = dataset.metainfo
+    import contextlib
+    import io
+
+    import mmengine
+    sink = io.StringIO()
+    track = mmengine.track_iter_progress  # its bar ignores redirect_stdout
+    mmengine.track_iter_progress = lambda tasks, *a, **k: tasks
+    try:
+        with _QuietConsole(log_file) as logger, \
+                contextlib.redirect_stdout(sink):
+            metrics, result_dict, gt_annos = _run_kitti(
+                metric, results, n, logger)
+    finally:
+        mmengine.track_iter_progress = track
+    if log_file is not None:
+        with open(log_file, 'a') as f:
+            f.write(sink.getvalue())
+    return metrics, result_dict.get('pred_instances_3d', []), gt_annos
+
+
+def _run_kitti(metric, results, n, logger):
+    from mmengine.fileio import load
+    metric.classes = metric.dataset_meta['classes']
+    infos = load(metric.ann_file)
+    if n < len(infos['data_list']):
+        infos['data_list'] = infos['data_list'][:n]
+    metric.data_infos = metric.convert_annos_to_kitti_annos(infos)
+    result_dict, tmp_dir = metric.format_results(
+        results, classes=metric.classes)
+    gt_annos = [metric.data_infos[r['sample_idx']]['kitti_annos']
+                for r in results]
+    metrics = {}
+    for m in metric.metrics:
+        metrics.update(metric.kitti_evaluate(
+            result_dict, gt_annos, metric=m, logger=logger,
+            classes=metric.classes))
+    if tmp_dir is not None:
+        tmp_dir.cleanup()
+    return metrics, result_dict, gt_annos
+
+
+def evaluate_run(name: str,
+                 config: str,
+                 checkpoint: Optional[str],
+                 out_dir: str,
+                 data_root: Optional[str] = None,
+                 split: str = 'val',
+                 cfg_options: Optional[dict] = None,
+                 figures: bool = True,
+                 progress: bool = True) -> Dict:
+    """:func:`evaluate_checkpoint` plus the descriptor statistics/figures.
+
+    Returns:
+        dict: A flat row: Car AP40 figures (:func:`kitti_summary` keys),
+        ``depth_mae`` / ``depth_matched`` (all classes, 2D IoU >= 0.5),
+        ``depth_mae_car``, ``infer_ms`` (median), ``spearman``,
+        ``frac_inside``, ``frac_above``, ``frac_below``, ``num_objects``,
+        and ``figures`` (paths).
+    """
+    import os
+
+    from .descriptor_analysis import descriptor_report, pair_statistics
+    os.makedirs(out_dir, exist_ok=True)
+    res = evaluate_checkpoint(
+        config, checkpoint, split=split, data_root=data_root,
+        cfg_options=cfg_options, progress=progress,
+        log_file=osp.join(out_dir, f'{name}_kitti_eval.log'))
+    s = res['settings']
+    if figures:
+        stats = descriptor_report(res['descriptors'], res['depths'], out_dir,
+                                  name, s['K'], s['B'], s['eps'], title=name)
+    else:
+        stats = pair_statistics(res['descriptors'], res['depths'], s['K'],
+                                s['B'], s['eps'])
+    row = dict(name=name)
+    row.update(res.get('car', {}))
+    row.update(
+        depth_mae=res['depth'].get('mae', float('nan')),
+        depth_matched=res['depth'].get('num_matched', 0),
+        depth_mae_car=res.get('depth_car', {}).get('mae', float('nan')),
+        infer_ms=res['infer_ms'].get('median', float('nan')),
+        num_images=res['num_images'])
+    for key in ('spearman', 'frac_inside', 'frac_above', 'frac_below',
+                'num_objects', 'num_pairs_eps', 'mean_desc_dist'):
+        row[key] = stats.get(key)
+    row['figures'] = list(stats.get('figures', []))
+    return row

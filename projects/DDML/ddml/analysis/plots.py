@@ -1,0 +1,209 @@
+"""PNG figures of the demo and of ``tools/analyze_descriptors.py``.
+
+matplotlib with the Agg backend (no display needed).
+"""
+import os
+import os.path as osp
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+__all__ = ['plot_training_curves', 'plot_pair_distances', 'plot_pca']
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches='tight')
+    _plt().close(fig)
+    return path
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or y.size < window:
+        return y
+    kernel = np.ones(window) / window
+    pad = np.concatenate([np.full(window - 1, y[0]), y])
+    return np.convolve(pad, kernel, mode='valid')
+
+
+_BASE_KEYS = ('loss', 'loss_cls', 'loss_bbox')
+_AUX_KEYS = ('loss_qi', 'loss_metric', 'loss_obj_depth', 'loss_dense_metric')
+
+
+def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
+                         path: str,
+                         smooth: int = 1) -> str:
+    """Loss curves of several runs (columns of :func:`read_scalars`).
+
+    Panels: total loss, the baseline head's losses (``loss_cls``,
+    ``loss_bbox``; shared by all runs), DDML's auxiliary losses (only the
+    runs that have them) and the learning rate.
+
+    Args:
+        runs (Mapping[str, dict]): Run name -> scalar columns (``step``,
+            ``loss``, ...).
+        path (str): PNG to write.
+        smooth (int): Moving-average window (in logged points).
+
+    Returns:
+        str: ``path``.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    styles = {'loss': '-', 'loss_cls': '--', 'loss_bbox': '-',
+              'loss_qi': '-', 'loss_metric': '-.', 'loss_obj_depth': '--',
+              'loss_dense_metric': ':'}
+    for r, (name, sc) in enumerate(runs.items()):
+        color = colors[r % len(colors)]
+        step = sc.get('step', np.arange(len(sc.get('loss', []))))
+        if 'loss' in sc:
+            axes[0].plot(step, _smooth(sc['loss'], smooth), color=color,
+                         label=name)
+        for key in ('loss_cls', 'loss_bbox'):
+            if key in sc:
+                axes[1].plot(step, _smooth(sc[key], smooth), color=color,
+                             ls=styles[key], label=f'{name}: {key}')
+        for key in _AUX_KEYS:
+            if key in sc and np.isfinite(sc[key]).any():
+                axes[2].plot(step, _smooth(sc[key], smooth), color=color,
+                             ls=styles[key], label=f'{name}: {key}')
+        if 'lr' in sc:
+            axes[3].plot(step, sc['lr'], color=color, label=name)
+    titles = ('total loss', 'baseline head losses',
+              'DDML auxiliary losses', 'learning rate')
+    for ax, title in zip(axes, titles):
+        ax.set_title(title)
+        ax.set_xlabel('iteration')
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if not axes[2].get_legend_handles_labels()[0]:
+        axes[2].text(0.5, 0.5, 'no auxiliary loss', ha='center',
+                     va='center', transform=axes[2].transAxes)
+    axes[0].set_ylabel('loss')
+    fig.suptitle('training curves' + (f' (moving average of {smooth} log '
+                                      'points)' if smooth > 1 else ''))
+    return _save(fig, path)
+
+
+def plot_pair_distances(depth_dist: np.ndarray,
+                        desc_dist: np.ndarray,
+                        path: str,
+                        K: float = 1.5,
+                        B: float = 0.5,
+                        eps: Optional[float] = 10.0,
+                        title: str = '',
+                        stats: Optional[Dict[str, float]] = None,
+                        max_points: int = 20000,
+                        seed: int = 0) -> str:
+    """Descriptor distance against depth distance of object pairs.
+
+    Draws the quasi-isometry bounds ``K d + B`` and ``d / K - B`` and the
+    neighbourhood radius ``eps``. Descriptor distances are usually on a
+    different scale than metres; a second panel rescales them by their
+    median ratio to depth distance so that the shape is comparable across
+    models (the bounds apply to the raw left panel only).
+
+    Returns:
+        str: ``path``.
+    """
+    plt = _plt()
+    d = np.asarray(depth_dist, dtype=float)
+    e = np.asarray(desc_dist, dtype=float)
+    if d.size > max_points:
+        pick = np.random.default_rng(seed).choice(d.size, max_points,
+                                                  replace=False)
+        d, e = d[pick], e[pick]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    ax = axes[0]
+    ax.scatter(d, e, s=3, alpha=0.25, color='tab:blue', lw=0,
+               label='object pairs')
+    xmax = float(d.max()) if d.size else 1.
+    xs = np.linspace(0, max(xmax, 1e-3), 200)
+    ax.plot(xs, K * xs + B, color='tab:red', lw=1.5,
+            label=f'upper bound K d + B (K={K:g}, B={B:g})')
+    ax.plot(xs, np.maximum(xs / K - B, 0), color='tab:green', lw=1.5,
+            label='lower bound d / K - B')
+    if eps is not None and eps < xmax:
+        ax.axvline(eps, color='gray', ls=':', lw=1,
+                   label=f'eps = {eps:g} m (bounds checked left of it)')
+    ymax = float(np.percentile(e, 99.5)) if e.size else 1.
+    ax.set_ylim(0, max(ymax * 1.1, min(K * xmax + B, 3 * ymax + 1e-6)))
+    ax.set_xlabel('depth distance |z_i - z_j| (m)')
+    ax.set_ylabel('descriptor distance ||f_i - f_j||')
+    ax.set_title('raw descriptor distance')
+    ax.legend(fontsize=7, loc='upper left')
+    ax.grid(alpha=0.3)
+
+    ax = axes[1]
+    if d.size:
+        bins = np.linspace(0, xmax, 21)
+        which = np.clip(np.digitize(d, bins) - 1, 0, 19)
+        scale = np.median(e[d > 0] / d[d > 0]) if (d > 0).any() else 1.
+        scale = scale if scale > 0 else 1.
+        ax.scatter(d, e / scale, s=3, alpha=0.15, color='tab:blue', lw=0)
+        centres, med, q1, q3 = [], [], [], []
+        for b in range(20):
+            sel = which == b
+            if sel.sum() >= 5:
+                centres.append(0.5 * (bins[b] + bins[b + 1]))
+                vals = e[sel] / scale
+                med.append(np.median(vals))
+                q1.append(np.percentile(vals, 25))
+                q3.append(np.percentile(vals, 75))
+        if centres:
+            ax.plot(centres, med, color='black', lw=2, label='median per bin')
+            ax.fill_between(centres, q1, q3, color='black', alpha=0.15,
+                            label='25-75 %')
+        ax.plot(xs, xs, color='tab:red', ls='--', lw=1, label='y = d')
+        ax.set_ylim(0, float(np.percentile(e / scale, 99.5)) * 1.1 + 1e-6)
+        ax.set_title(f'descriptor distance / {scale:.3g} (median ratio)')
+        ax.legend(fontsize=7, loc='upper left')
+    ax.set_xlabel('depth distance |z_i - z_j| (m)')
+    ax.grid(alpha=0.3)
+    sub = ''
+    if stats:
+        sub = (f"Spearman {stats.get('spearman', float('nan')):.3f}, "
+               'inside bounds '
+               f"{100 * stats.get('frac_inside', float('nan')):.1f} %"
+               f" of {stats.get('num_pairs_eps', 0)} pairs within eps, "
+               f"{stats.get('num_objects', 0)} objects")
+    fig.suptitle(f'{title}\n{sub}' if sub else title)
+    return _save(fig, path)
+
+
+def plot_pca(proj: np.ndarray,
+             depths: np.ndarray,
+             path: str,
+             ratio: Optional[np.ndarray] = None,
+             title: str = '') -> str:
+    """2-D PCA projection of object descriptors coloured by depth.
+
+    Returns:
+        str: ``path``.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    proj = np.asarray(proj, dtype=float).reshape(-1, 2)
+    depths = np.asarray(depths, dtype=float).reshape(-1)
+    order = np.argsort(depths)
+    sc = ax.scatter(proj[order, 0], proj[order, 1], c=depths[order],
+                    cmap='viridis', s=10, alpha=0.85, lw=0)
+    fig.colorbar(sc, ax=ax, label='object depth z (m)')
+    if ratio is not None:
+        ax.set_xlabel(f'PC 1 ({100 * ratio[0]:.1f} % of variance)')
+        ax.set_ylabel(f'PC 2 ({100 * ratio[1]:.1f} % of variance)')
+    else:
+        ax.set_xlabel('PC 1')
+        ax.set_ylabel('PC 2')
+    ax.set_title(title or 'object descriptors (PCA)')
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
