@@ -135,11 +135,16 @@ def plot_pair_distances(depth_dist: np.ndarray,
     if eps is not None and eps < xmax:
         ax.axvline(eps, color='gray', ls=':', lw=1,
                    label=f'eps = {eps:g} m (bounds checked left of it)')
-    ymax = float(np.percentile(e, 99.5)) if e.size else 1.
-    ax.set_ylim(0, max(ymax * 1.1, min(K * xmax + B, 3 * ymax + 1e-6)))
+    # the bounds apply within eps: show that window and both bounds in it
+    x_hi = min(xmax, 2 * eps) if eps is not None else xmax
+    x_hi = max(x_hi, 1e-3)
+    ymax = float(np.percentile(e[d <= x_hi], 99.5)) \
+        if (d <= x_hi).any() else 1.
+    ax.set_xlim(0, x_hi)
+    ax.set_ylim(0, max(ymax, x_hi / K - B, 1e-6) * 1.1)
     ax.set_xlabel('depth distance |z_i - z_j| (m)')
     ax.set_ylabel('descriptor distance ||f_i - f_j||')
-    ax.set_title('raw descriptor distance')
+    ax.set_title('raw descriptor distance (near pairs)', fontsize=10)
     ax.legend(fontsize=7, loc='upper left')
     ax.grid(alpha=0.3)
 
@@ -165,7 +170,8 @@ def plot_pair_distances(depth_dist: np.ndarray,
                             label='25-75 %')
         ax.plot(xs, xs, color='tab:red', ls='--', lw=1, label='y = d')
         ax.set_ylim(0, float(np.percentile(e / scale, 99.5)) * 1.1 + 1e-6)
-        ax.set_title(f'descriptor distance / {scale:.3g} (median ratio)')
+        ax.set_title(f'all pairs, descriptor distance / {scale:.3g} '
+                     '(median ratio to depth distance)', fontsize=10)
         ax.legend(fontsize=7, loc='upper left')
     ax.set_xlabel('depth distance |z_i - z_j| (m)')
     ax.grid(alpha=0.3)
@@ -176,7 +182,7 @@ def plot_pair_distances(depth_dist: np.ndarray,
                f"{100 * stats.get('frac_inside', float('nan')):.1f} %"
                f" of {stats.get('num_pairs_eps', 0)} pairs within eps, "
                f"{stats.get('num_objects', 0)} objects")
-    fig.suptitle(f'{title}\n{sub}' if sub else title)
+    fig.suptitle(f'{title}\n{sub}' if sub else title, y=1.03)
     return _save(fig, path)
 
 
