@@ -24,7 +24,7 @@ import time
 
 
 def parse_args(argv=None):
-    from ddml.analysis.efficacy import VARIANTS
+    from ddml.analysis.efficacy import DEFAULT_VARIANTS, VARIANTS
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -32,8 +32,10 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--iters', type=int, default=300,
                         help='training iterations per run (batch 8)')
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                        choices=list(VARIANTS))
+    parser.add_argument('--variants', nargs='+', default=DEFAULT_VARIANTS,
+                        choices=list(VARIANTS),
+                        help='default: %(default)s; qi_w10 / qi_dmap_w10 '
+                        'weight the quasi-isometric loss x10')
     parser.add_argument('--data-root', default='data/demo_kitti',
                         help='KITTI-format root with kitti_infos_{train,val}'
                         '.pkl; the synthetic data is rendered there unless '

@@ -19,8 +19,8 @@ import numpy as np
 from .demo_report import find_scalars, format_table, read_scalars, \
     train_seconds_per_iter
 
-__all__ = ['VARIANTS', 'run_one', 'aggregate', 'efficacy_tables',
-           'loss_magnitudes']
+__all__ = ['VARIANTS', 'DEFAULT_VARIANTS', 'run_one', 'aggregate',
+           'efficacy_tables', 'loss_magnitudes', 'loss_gradient_norms']
 
 BASELINE = 'configs/demo/smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-' \
     'mono3d.py'
@@ -37,7 +37,14 @@ VARIANTS = OrderedDict([
     ('qi_dmap', ('+ both (DDML)', DDML, [])),
     ('metricdepth', ('+ MetricDepth loss', METRICDEPTH,
                      ['model.depth_map_head=None'])),
+    # diagnostics, not in the default set
+    ('qi_w10', ('+ quasi-isometric loss x10', DDML,
+                ['model.depth_map_head=None',
+                 'model.qi_loss.loss_weight=10.0'])),
+    ('qi_dmap_w10', ('+ both, QI loss x10', DDML,
+                     ['model.qi_loss.loss_weight=10.0'])),
 ])
+DEFAULT_VARIANTS = ['baseline', 'qi', 'dmap', 'qi_dmap', 'metricdepth']
 
 # (column title, row key, scale, digits)
 _COLUMNS = [
@@ -118,10 +125,12 @@ def run_one(variant: str,
 
 
 def _as_dict(options: Sequence[str]) -> Dict:
+    """``key=value`` strings parsed as ``--cfg-options`` parses them."""
+    from mmengine.config import DictAction
     out = {}
     for opt in options:
         key, value = opt.split('=', 1)
-        out[key] = None if value == 'None' else value
+        out[key] = DictAction._parse_iterable(value)
     return out
 
 
@@ -198,3 +207,69 @@ def efficacy_tables(agg: Dict[str, Dict], markdown: bool = True) -> str:
     losses = format_table(['variant (final logged loss, mean over seeds)'] +
                           loss_keys, lrows, markdown=markdown)
     return table + '\n\n' + losses
+
+
+def loss_gradient_norms(config: str,
+                        checkpoint: Optional[str],
+                        data_root: Optional[str] = None,
+                        num_batches: int = 2,
+                        cfg_options: Optional[Dict] = None,
+                        seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """Value and gradient norm at the descriptor feature map of each loss.
+
+    Compares how hard each term pulls on the shared feature map (the one
+    the object descriptors are read from): ``||d loss / d feat||`` per loss
+    key, over ``num_batches`` training batches (training pipeline, batch
+    size of the config). Needs a ``DepthDiscriminativeDetector`` config.
+
+    Returns:
+        dict: loss key -> ``value`` and ``grad_norm`` (means over batches).
+    """
+    import copy
+
+    import torch
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+
+    from mmdet3d.registry import DATASETS
+    from ddml.models.descriptors import infer_feature_stride
+    from .model_eval import load_model
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.model.get('type') != 'DepthDiscriminativeDetector':
+        raise ValueError('loss_gradient_norms needs a '
+                         'DepthDiscriminativeDetector config')
+    model, _ = load_model(cfg, checkpoint)
+    model.train()
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    if data_root is not None:
+        ds_cfg.data_root = data_root
+    dataset = DATASETS.build(ds_cfg)
+    batch_size = int(cfg.train_dataloader.get('batch_size', 8))
+    rng = np.random.default_rng(seed)
+    sums: Dict[str, Dict[str, float]] = {}
+    for _ in range(num_batches):
+        idx = rng.choice(len(dataset), size=min(batch_size, len(dataset)),
+                         replace=False)
+        data = model.data_preprocessor(
+            pseudo_collate([dataset[int(i)] for i in idx]), True)
+        inputs, samples = data['inputs'], data['data_samples']
+        feats = model.detector.extract_feat(inputs)
+        feat = model.select_feature(feats)
+        losses = dict(model.detector.bbox_head.loss(feats, samples))
+        stride = infer_feature_stride(inputs['imgs'].shape[-2:],
+                                      feat.shape[-2:])
+        losses.update(model.loss_auxiliary(feat, stride, samples))
+        for key, value in losses.items():
+            if isinstance(value, (list, tuple)):
+                value = sum(value)
+            if not torch.is_tensor(value) or not value.requires_grad:
+                continue
+            grad, = torch.autograd.grad(value, feat, retain_graph=True,
+                                        allow_unused=True)
+            norm = float(grad.norm()) if grad is not None else 0.
+            acc = sums.setdefault(key, dict(value=0., grad_norm=0.))
+            acc['value'] += float(value.detach()) / num_batches
+            acc['grad_norm'] += norm / num_batches
+    return sums

@@ -76,6 +76,7 @@ def _split_ann_file(ann_file: str, split: Optional[str]) -> str:
 def load_model(cfg, checkpoint: Optional[str], device: str = 'cpu'):
     """Build ``cfg.model`` and load ``checkpoint`` into it.
 
+    Without a checkpoint the model is initialised with ``init_weights``.
     A ``DepthDiscriminativeDetector`` checkpoint given with a plain
     detector config is reduced to the wrapped detector first
     (:func:`export_baseline_checkpoint`).
@@ -92,7 +93,9 @@ def load_model(cfg, checkpoint: Optional[str], device: str = 'cpu'):
     from mmdet3d.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmdet3d'))
     model = MODELS.build(cfg.model)
-    if checkpoint is not None:
+    if checkpoint is None:
+        model.init_weights()  # as training starts (e.g. SMOKE's bias prior)
+    else:
         ckpt = _load_checkpoint(checkpoint, map_location='cpu')
         state = ckpt.get('state_dict', ckpt)
         wrapper = cfg.model.get('type') == 'DepthDiscriminativeDetector'
