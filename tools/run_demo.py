@@ -63,11 +63,12 @@ def parse_args(argv=None):
                         help='synthetic dataset root')
     parser.add_argument('--skip-data', action='store_true',
                         help='use --data-root as it is (no rendering)')
-    parser.add_argument('--threads', type=int, default=0,
-                        help='torch/OpenMP threads per process (0: the '
-                        'library default, one per core). On a machine '
-                        'shared with other jobs, 1 is often several times '
-                        'faster than oversubscribed cores')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch/OpenMP threads per process; 0: the '
+                        'library default (one per core). Default: 1 when '
+                        'the load average is at least the number of CPUs '
+                        '(oversubscribed OpenMP threads made training 4x '
+                        'slower on a shared 2-core machine), else 0')
     parser.add_argument('--skip-train', action='store_true',
                         help='reuse the checkpoints in --work-dir')
     return parser.parse_args(argv)
@@ -92,6 +93,9 @@ def main(argv=None) -> int:
     from ddml.analysis.runs import (ensure_dataset, schedule_options,
                                     train_run)
 
+    load_now = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.
+    if args.threads is None:
+        args.threads = 1 if load_now >= (os.cpu_count() or 1) else 0
     if args.threads > 0:
         import torch
         for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
