@@ -106,6 +106,7 @@ def _load_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    _use_gloo_without_cuda(cfg)
     # work_dir: command line > config > ./work_dirs/<config name>
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -113,6 +114,20 @@ def _load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def _use_gloo_without_cuda(cfg: Config) -> None:
+    """Distributed runs without CUDA need gloo, not the configs' nccl."""
+    import torch
+    dist_cfg = cfg.get('env_cfg', {}).get('dist_cfg', None)
+    if (cfg.launcher == 'none' or dist_cfg is None
+            or dist_cfg.get('backend') != 'nccl'
+            or torch.cuda.is_available()):
+        return
+    print_log('CUDA is not available: using the gloo backend instead of '
+              'nccl for distributed training', logger='current',
+              level=logging.WARNING)
+    dist_cfg['backend'] = 'gloo'
 
 
 def train_config(args: argparse.Namespace) -> Config:
