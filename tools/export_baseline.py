@@ -16,12 +16,14 @@ import sys
 import torch
 
 try:
+    from ddml.engine import load_local_checkpoint
     from ddml.models.detectors.depth_discriminative import \
         export_baseline_checkpoint
 except ImportError:  # not pip-installed: use the in-tree package
     sys.path.insert(
         0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                     'projects', 'DDML'))
+    from ddml.engine import load_local_checkpoint
     from ddml.models.detectors.depth_discriminative import \
         export_baseline_checkpoint
 
@@ -41,11 +43,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    # mmengine checkpoints hold non-tensor meta (numpy, ConfigDict text), so
-    # weights_only loading (default of torch >= 2.6) would refuse them. Only
-    # export checkpoints you trust.
-    checkpoint = torch.load(
-        args.checkpoint, map_location='cpu', weights_only=False)
+    # weights_only loading with the allow-list of the types mmengine's own
+    # checkpoints hold (numpy meta, message-hub buffers): a checkpoint that
+    # carries anything else, e.g. a callable, is refused, never executed.
+    checkpoint = load_local_checkpoint(args.checkpoint, map_location='cpu')
     exported = export_baseline_checkpoint(checkpoint, prefix=args.prefix)
     torch.save(exported, args.out)
     info = exported['meta']['ddml_export']

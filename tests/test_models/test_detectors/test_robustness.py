@@ -427,3 +427,52 @@ def test_qi_loss_over_two_gloo_processes_equals_one_process():
         start = sum(COUNTS[:rank])
         expected = full.grad[start:start + COUNTS[rank]]
         assert torch.allclose(torch.tensor(grad), expected, atol=1e-5)
+
+
+# ----------------------------------------------------------------------
+# tools/export_baseline.py loads through ddml's allow-list
+# ----------------------------------------------------------------------
+def _touch(path):
+    """Side effect a malicious checkpoint would trigger when unpickled."""
+    open(path, 'w').close()
+    return {}
+
+
+class _RunsCode:
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return _touch, (self.path, )
+
+
+def _export(monkeypatch, src, dst):
+    import runpy
+    import sys
+    tool = os.path.join(REPO, 'tools', 'export_baseline.py')
+    monkeypatch.setattr(sys, 'argv', ['export_baseline.py', str(src),
+                                      str(dst)])
+    runpy.run_path(tool, run_name='__main__')
+
+
+def test_export_tool_refuses_code_and_keeps_numpy_meta(tmp_path,
+                                                       monkeypatch):
+    from ddml.engine import CheckpointRefusedError
+    state = {'detector.w': torch.ones(2), 'depth_map_head.b': torch.zeros(1)}
+    good = tmp_path / 'good.pth'
+    torch.save(dict(meta=dict(seed=np.int64(3), hw=np.array([64, 192])),
+                    state_dict=state, optimizer=dict(state={})), good)
+    _export(monkeypatch, good, tmp_path / 'good_out.pth')
+    out = torch.load(tmp_path / 'good_out.pth', weights_only=False)
+    assert list(out['state_dict']) == ['w']
+    assert out['meta']['seed'] == 3
+
+    marker = tmp_path / 'code_ran'
+    bad = tmp_path / 'bad.pth'
+    torch.save(dict(meta=dict(hook=_RunsCode(str(marker))),
+                    state_dict=state), bad)
+    with pytest.raises(CheckpointRefusedError, match='bad.pth'):
+        _export(monkeypatch, bad, tmp_path / 'bad_out.pth')
+    assert not marker.exists()
+    assert not (tmp_path / 'bad_out.pth').exists()
