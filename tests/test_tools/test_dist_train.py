@@ -1,0 +1,152 @@
+"""tools/dist_train.sh trains the demo DDML config with 2 processes.
+
+Without CUDA, ``ddml.engine.launch`` switches the configs' nccl backend to
+gloo, so the real launcher (``torch.distributed.run``) runs two CPU
+processes that gather descriptors across each other for ``loss_qi``.
+
+Two more things stop it on a machine without CUDA, both in mmengine 0.10
+and not reachable from a config:
+
+* ``mmengine.dist.utils._init_dist_pytorch`` calls
+  ``torch.cuda.set_device(LOCAL_RANK)`` before ``init_process_group``
+  whatever the backend (a CPU-only torch raises AttributeError
+  ``_cuda_setDevice``); ``Runner.setup_env`` skips ``init_dist`` when a
+  process group already exists, so the launcher can init gloo itself;
+* ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to
+  (MM)DistributedDataParallel, which torch refuses for a CPU module.
+
+``test_dist_train_two_gloo_processes`` runs the tool as shipped and is
+reported as xfail while it stops on exactly those errors (it passes, with
+every check, once ``ddml.engine.launch`` handles them);
+``test_dist_train_with_cpu_workarounds`` applies both workarounds through a
+``sitecustomize`` so the rest of the distributed run (gloo gathering of
+descriptors for ``loss_qi``, logging, checkpointing) is checked today.
+"""
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / 'configs' / 'demo'
+MAX_ITERS = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _write_config(path: Path, data_root: Path) -> Path:
+    base = DEMO / 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    path.write_text(f"""_base_ = ['{base}']
+data_root = '{data_root}/'
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
+                 max_iters={MAX_ITERS})
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(interval={MAX_ITERS}))
+randomness = dict(seed=0)
+""")
+    return path
+
+
+# Known mmengine errors of distributed training without CUDA (see above).
+CPU_DIST_ERRORS = ("has no attribute '_cuda_setDevice'",
+                   'DistributedDataParallel device_ids and output_device')
+
+CPU_WORKAROUNDS = """\
+import torch
+
+if not torch.cuda.is_available():
+    # mmengine's _init_dist_pytorch calls torch.cuda.set_device first
+    torch.cuda.set_device = lambda device: None
+    from torch.nn.parallel import DistributedDataParallel
+
+    _ddp_init = DistributedDataParallel.__init__
+
+    def _cpu_ddp_init(self, module, device_ids=None, output_device=None,
+                      *args, **kwargs):
+        # mmengine's Runner.wrap_model passes device_ids=[LOCAL_RANK]
+        if all(p.device.type == 'cpu' for p in module.parameters()):
+            device_ids = output_device = None
+        _ddp_init(self, module, device_ids, output_device, *args, **kwargs)
+
+    DistributedDataParallel.__init__ = _cpu_ddp_init
+"""
+
+
+def _dist_train(config: Path, work_dir: Path, pythonpath=None):
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
+               OMP_NUM_THREADS='1')
+    if pythonpath is not None:
+        env['PYTHONPATH'] = os.pathsep.join(
+            [str(pythonpath), os.environ.get('PYTHONPATH', '')])
+    return subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), '2',
+         '--work-dir', str(work_dir)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _check_run(proc, work_dir: Path) -> None:
+    out = proc.stdout + proc.stderr
+    # torch.distributed.run exits non-zero if any of its processes failed
+    assert proc.returncode == 0, out[-4000:]
+    assert 'using the gloo backend instead of nccl' in out
+    assert "'backend': 'gloo'" in out
+    logs = sorted(work_dir.glob('*/*.log'))
+    assert len(logs) == 1, logs  # only rank 0 writes the log
+    log = logs[0].read_text()
+    assert 'Distributed training: True' in log
+    assert 'GPU number: 2' in log  # mmengine's name for the world size
+    assert f'Iter(train) [{MAX_ITERS}/{MAX_ITERS}]' in log
+    records = [
+        json.loads(line) for line in sorted(work_dir.glob(
+            '*/vis_data/scalars.json'))[0].read_text().splitlines()
+    ]
+    losses = [r for r in records if 'loss' in r]
+    assert [r['iter'] for r in losses] == list(range(1, MAX_ITERS + 1))
+    for rec in losses:
+        for key in ('loss', 'loss_qi', 'loss_obj_depth', 'loss_cls',
+                    'loss_bbox'):
+            assert math.isfinite(rec[key]), (key, rec)
+    assert (work_dir / f'iter_{MAX_ITERS}.pth').is_file()
+
+
+@pytest.mark.slow
+def test_dist_train_two_gloo_processes(synthetic_kitti_root, tmp_path):
+    config = _write_config(tmp_path / 'dist.py', synthetic_kitti_root)
+    work_dir = tmp_path / 'work'
+    proc = _dist_train(config, work_dir)
+    out = proc.stdout + proc.stderr
+    known = [e for e in CPU_DIST_ERRORS if e in out]
+    if proc.returncode != 0 and known:
+        pytest.xfail('distributed training without CUDA stops in mmengine '
+                     f'({known[0]!r}); ddml.engine.launch does not work '
+                     'around it yet')
+    _check_run(proc, work_dir)
+
+
+@pytest.mark.slow
+def test_dist_train_with_cpu_workarounds(synthetic_kitti_root, tmp_path):
+    shim = tmp_path / 'shim'
+    shim.mkdir()
+    (shim / 'sitecustomize.py').write_text(CPU_WORKAROUNDS)
+    config = _write_config(tmp_path / 'dist.py', synthetic_kitti_root)
+    work_dir = tmp_path / 'work'
+    _check_run(_dist_train(config, work_dir, pythonpath=shim), work_dir)
