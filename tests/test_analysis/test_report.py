@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -155,8 +156,11 @@ def test_ensure_dataset_manifest(tmp_path, monkeypatch):
 
     def fake(root, num_train, num_val, seed, scale, progress):
         calls.append((num_train, num_val, seed))
+        frames = [dict(sample_idx=i, cam_instances=dict(
+            CAM2=[dict(bbox_label=2)] * (i % 2))) for i in range(4)]
         for split in ('train', 'val', 'trainval'):
-            (Path(root) / f'kitti_infos_{split}.pkl').write_bytes(b'x')
+            with open(Path(root) / f'kitti_infos_{split}.pkl', 'wb') as f:
+                pickle.dump(dict(metainfo={}, data_list=frames), f)
     monkeypatch.setattr(sk, 'make_demo_dataset', fake)
     root = tmp_path / 'd'
     root.mkdir()
@@ -167,7 +171,11 @@ def test_ensure_dataset_manifest(tmp_path, monkeypatch):
     (root / 'kitti_infos_val.pkl').unlink()
     assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append)
     assert calls == [(4, 2, 0), (4, 2, 1), (4, 2, 1)]
-    assert 'not re-rendering' in say[1]
+    assert sum('not re-rendering' in x for x in say) == 1
+    assert 'train: left out 2 frame(s) without any object (0, 2)' in say[1]
+    with open(root / 'kitti_infos_train.pkl', 'rb') as f:
+        kept = pickle.load(f)['data_list']
+    assert [x['sample_idx'] for x in kept] == [1, 3]
 
 
 def test_kitti_summary_keys():

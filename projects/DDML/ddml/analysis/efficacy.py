@@ -61,6 +61,7 @@ _COLUMNS = [
     ('train s/it', 'train_s_per_iter', 1, 2),
     ('CPU s/it', 'train_cpu_s_per_iter', 1, 2),
     ('infer ms/img', 'infer_ms', 1, 1),
+    ('infer CPU ms/img', 'infer_cpu_ms', 1, 1),
 ]
 
 
