@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from torch import Tensor
 
@@ -66,6 +67,19 @@ def _build_registered(cfg: LossCfg, option: str) -> Optional[nn.Module]:
             '`import ddml`), or set '
             f'{option}=None to disable it')
     return MODELS.build(cfg)
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity whose backward multiplies the gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, value: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
+        return grad * ctx.scale, None
 
 
 @MODELS.register_module()
@@ -114,7 +128,9 @@ class DepthDiscriminativeDetector(Base3DDetector):
         gather_across_processes (bool): With ``pair_scope='batch'``, gather
             descriptors and depths from all processes so that pairs span the
             global batch (gradients flow to each process's own
-            descriptors). No-op when not distributed. Defaults to True.
+            descriptors, scaled by the world size so that after DDP's
+            averaging they equal those of one process holding the global
+            batch). No-op when not distributed. Defaults to True.
         data_preprocessor (dict, optional): Defaults to None, which reuses
             the wrapped detector's data preprocessor, so inputs are
             preprocessed exactly as for the plain detector, and once.
@@ -357,17 +373,26 @@ class DepthDiscriminativeDetector(Base3DDetector):
                     feat32, [s.gt_instances_3d for s in batch_data_samples],
                     stride, self.descriptor_pool, self.min_depth,
                     self.max_depth, self.ignore_classes)
+                grad_scale = 1
                 if self.gather_across_processes and \
                         self.pair_scope == 'batch':
                     objects = gather_object_descriptors(
                         objects, len(batch_data_samples))
+                    # Every process computes the same global loss but
+                    # back-propagates only through its own descriptors, and
+                    # DDP then averages the gradients over processes: scale
+                    # by the world size so the result is the gradient of
+                    # one process holding the whole batch.
+                    grad_scale = get_world_size()
                 if self.qi_loss is not None:
-                    losses['loss_qi'] = self._pairwise_loss(
-                        self.qi_loss, objects, zero, 'loss_qi')
+                    losses['loss_qi'] = _ScaleGrad.apply(
+                        self._pairwise_loss(self.qi_loss, objects, zero,
+                                            'loss_qi'), grad_scale)
                 if self.metric_loss is not None:
-                    losses['loss_metric'] = self._pairwise_loss(
-                        self.metric_loss.forward_all_pairs, objects, zero,
-                        'loss_metric')
+                    losses['loss_metric'] = _ScaleGrad.apply(
+                        self._pairwise_loss(
+                            self.metric_loss.forward_all_pairs, objects,
+                            zero, 'loss_metric'), grad_scale)
             if head_out is not None or self.dense_metric_loss is not None:
                 targets = paint_batch_depth_targets(
                     batch_data_samples, feat.shape[-2:], stride,
