@@ -476,3 +476,103 @@ def test_export_tool_refuses_code_and_keeps_numpy_meta(tmp_path,
         _export(monkeypatch, bad, tmp_path / 'bad_out.pth')
     assert not marker.exists()
     assert not (tmp_path / 'bad_out.pth').exists()
+
+
+# ----------------------------------------------------------------------
+# the wrapper's QI gradient under DDP == one process with the whole batch
+# ----------------------------------------------------------------------
+class _ConvDetector(torch.nn.Module):
+    """Stand-in detector: one stride-4 conv, a head with one conv."""
+
+    def __init__(self):
+        super().__init__()
+        from mmengine.model import BaseDataPreprocessor
+        torch.manual_seed(0)
+        self.data_preprocessor = BaseDataPreprocessor()
+        self.backbone = torch.nn.Conv2d(3, 8, 4, stride=4)
+        self.bbox_head = torch.nn.Conv2d(8, 1, 1)
+        self.bbox_head.in_channels = 8
+        self.bbox_head.loss = lambda feats, samples: {}
+
+    def extract_feat(self, inputs):
+        return (self.backbone(inputs['imgs']), )
+
+
+def _ddp_batch():
+    """4 images of 32x64 (2 per process) with 3, 2, 0, 4 objects."""
+    gen = torch.Generator().manual_seed(5)
+    imgs = torch.randn(4, 3, 32, 64, generator=gen)
+    samples = []
+    for num in (3, 2, 0, 4):
+        gt3d = InstanceData()
+        gt3d.centers_2d = torch.rand(num, 2, generator=gen) * torch.tensor(
+            [63., 31.])
+        gt3d.depths = torch.rand(num, generator=gen) * 10 + 5
+        gt3d.labels_3d = torch.zeros(num, dtype=torch.long)
+        sample = Det3DDataSample()
+        sample.gt_instances_3d = gt3d
+        samples.append(sample)
+    return imgs, samples
+
+
+def _wrapper_qi_grad(imgs, samples):
+    from ddml.models.detectors import DepthDiscriminativeDetector
+    wrapper = DepthDiscriminativeDetector(
+        detector=_ConvDetector(), qi_loss=dict(type='QuasiIsometricLoss',
+                                               eps=6.0),
+        depth_map_head=None)
+    feat = wrapper.extract_feat(dict(imgs=imgs))[0]
+    loss = wrapper.loss_auxiliary(feat, (4., 4.), samples)['loss_qi']
+    loss.backward()
+    return loss.item(), wrapper.detector.backbone.weight.grad
+
+
+def _ddp_worker(rank, world_size, port, queue):
+    try:
+        import torch.distributed as torch_dist
+        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+        torch.set_num_threads(1)
+        torch_dist.init_process_group(
+            'gloo', rank=rank, world_size=world_size)
+        imgs, samples = _ddp_batch()
+        value, grad = _wrapper_qi_grad(imgs[2 * rank:2 * rank + 2],
+                                       samples[2 * rank:2 * rank + 2])
+        torch_dist.all_reduce(grad)  # what DDP does: the mean
+        queue.put((rank, value, (grad / world_size).tolist()))
+        torch_dist.destroy_process_group()
+    except Exception:  # report to the parent instead of hanging
+        queue.put((rank, traceback.format_exc(), None))
+
+
+def test_wrapper_qi_gradient_under_ddp_equals_one_process():
+    """Each process computes the global loss but back-propagates through
+    its own descriptors only, and DDP averages gradients over processes;
+    without a world-size scale the QI loss would weigh 1/world_size of
+    what it does in one process holding the same batch."""
+    imgs, samples = _ddp_batch()
+    ref_value, ref_grad = _wrapper_qi_grad(imgs, samples)
+    assert ref_value > 0
+
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [
+        ctx.Process(target=_ddp_worker, args=(r, 2, port, queue))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = {}
+    try:
+        for _ in range(2):
+            rank, value, grad = queue.get(timeout=90)
+            results[rank] = (value, grad)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    for value, grad in results.values():
+        assert grad is not None, value  # a traceback
+        assert value == pytest.approx(ref_value, abs=1e-5)
+        assert torch.allclose(torch.tensor(grad), ref_grad, atol=1e-5)
