@@ -258,8 +258,34 @@ def check_evaluator_available(cfg: Config) -> None:
             "--cfg-options test_evaluator.type=WaymoMono3DMetric")
 
 
+def _prepare_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on machines without CUDA.
+
+    mmengine 0.10.7 assumes CUDA when it starts a distributed run: its
+    ``init_dist`` calls ``torch.cuda.set_device`` and its default DDP wrapper
+    passes ``device_ids=[LOCAL_RANK]``. Without CUDA, start the (gloo)
+    process group here, which mmengine then keeps, and wrap the model in
+    DDP without device ids.
+    """
+    import torch
+    import torch.distributed as torch_dist
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not torch_dist.is_initialized():
+        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get(
+            'backend', 'gloo')
+        torch_dist.init_process_group(backend=backend)
+    if cfg.get('model_wrapper_cfg', None) is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the Runner (or the ``runner_type`` of the config)."""
+    _prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
