@@ -125,9 +125,13 @@ def test_resume_from_missing_checkpoint_names_the_file(tmp_path):
         train_config(args)
 
 
-def test_train_config_applies_cli_options(tmp_path):
+def test_train_config_applies_cli_options(tmp_path, monkeypatch):
     from ddml.engine import train_config, train_parser
     cfg_path = DEMO / 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='train without --amp'):
+            train_config(train_parser().parse_args([str(cfg_path), '--amp']))
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     args = train_parser().parse_args([
         str(cfg_path), '--work-dir', str(tmp_path), '--amp', '--resume',
         '--auto-scale-lr', '--cfg-options', 'train_cfg.max_iters=7',

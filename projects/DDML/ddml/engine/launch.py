@@ -141,6 +141,12 @@ def train_config(args: argparse.Namespace) -> Config:
     """
     cfg = _load_config(args)
     if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "--amp uses mmengine's AmpOptimWrapper, which needs a GPU "
+                '(CUDA, NPU, MLU or MUSA); CUDA is not available here, so '
+                'train without --amp')
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper == 'AmpOptimWrapper':
             print_log('AMP training is already enabled in the config.',
