@@ -47,6 +47,9 @@ def parse_args(argv=None):
                         help='use --data-root as it is (e.g. real KITTI)')
     parser.add_argument('--work-dir', default='work_dirs/efficacy')
     parser.add_argument('--no-figures', action='store_true')
+    parser.add_argument('--report-only', action='store_true',
+                        help='train nothing: tabulate the finished runs of '
+                        'these seeds/variants found in --work-dir')
     return parser.parse_args(argv)
 
 
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
     log(f'efficacy: seeds {args.seeds}, variants {args.variants}, '
         f'{args.iters} iterations, data {data_root}, load '
         f'{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
-    if not args.skip_data:
+    if not args.skip_data and not args.report_only:
         ensure_dataset(data_root, args.num_train, args.num_val,
                        args.data_seed, log=log)
     rows = []
@@ -76,6 +79,15 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for variant in args.variants:
             t0 = time.perf_counter()
+            if args.report_only:
+                path = osp.join(work_dir, variant, f'seed{seed}',
+                                'result.json')
+                if osp.isfile(path):
+                    with open(path) as f:
+                        row = json.load(f)
+                    if row.get('iters') == args.iters:
+                        rows.append(row)
+                continue
             row = run_one(variant, seed, args.iters, work_dir, data_root,
                           log=log, figures=not args.no_figures)
             rows.append(row)
@@ -95,6 +107,17 @@ def main(argv=None) -> int:
             with open(osp.join(work_dir, 'efficacy.json'), 'w') as f:
                 json.dump(dict(args=vars(args), rows=rows, aggregate=agg),
                           f, indent=1, default=str)
+    if args.report_only:
+        if not rows:
+            log('no finished runs found')
+            return 1
+        agg = aggregate(rows)
+        with open(osp.join(work_dir, 'efficacy.md'), 'w') as f:
+            f.write(f'iters={args.iters}, seeds={args.seeds}, data '
+                    f'{data_root}\n\n{efficacy_tables(agg)}\n')
+        with open(osp.join(work_dir, 'efficacy.json'), 'w') as f:
+            json.dump(dict(args=vars(args), rows=rows, aggregate=agg), f,
+                      indent=1, default=str)
     print(efficacy_tables(aggregate(rows), markdown=True))
     log(f'efficacy benchmark finished in '
         f'{(time.perf_counter() - start) / 60:.1f} min; '
