@@ -14,33 +14,24 @@ cases are treated as the devkit does: any dimension ``<= 1e-2`` or
 ``>= 1e6`` gives IoU 0, a union ``<= 1e-6`` gives 0, the result is clamped
 to ``[0, 1]``.
 
-The rectangle intersection is Sutherland-Hodgman clipping of one convex
-rectangle by the four edges of the other, followed by the shoelace area.  It
-is compiled with numba when numba is importable (mmdet3d depends on it) and
-runs as plain Python otherwise (slower, same result).
+The rectangle intersection is the exact Sutherland-Hodgman clipping of the
+KITTI CPU IoU (:func:`ddml.evaluation.rotated_iou._intersection_area`),
+compiled with numba (a dependency of mmdet3d).
 """
 import math
-from typing import Callable
 
+import numba
 import numpy as np
 
-__all__ = ['box3d_iou', 'box3d_iou_matrix', 'bev_corners', 'HAS_NUMBA']
+from .rotated_iou import _MAX_VERTICES, _intersection_area
+
+__all__ = ['box3d_iou', 'box3d_iou_matrix', 'bev_corners']
 
 _MIN_BOX_DIM = 1e-2
 _MAX_BOX_DIM = 1e6
 _EPS = 1e-6
 
-try:  # pragma: no cover - depends on the environment
-    import numba
-    HAS_NUMBA = True
-
-    def _jit(fn: Callable) -> Callable:
-        return numba.njit(cache=True, nogil=True)(fn)
-except ImportError:  # pragma: no cover - depends on the environment
-    HAS_NUMBA = False
-
-    def _jit(fn: Callable) -> Callable:
-        return fn
+_jit = numba.njit(cache=True, nogil=True)
 
 
 @_jit
@@ -61,70 +52,7 @@ def _corners(cx, cy, length, width, heading, out):
 
 
 @_jit
-def _convex_intersection_area(subject, n_subject, clip, n_clip):
-    """Area of the intersection of two convex CCW polygons.
-
-    Args:
-        subject (np.ndarray): (K, 2) buffer, first ``n_subject`` rows used.
-        n_subject (int): Number of subject vertices.
-        clip (np.ndarray): (L, 2) clip polygon, first ``n_clip`` rows used.
-        n_clip (int): Number of clip vertices.
-
-    Returns:
-        float: Intersection area (m^2).
-    """
-    max_v = n_subject + n_clip + 2
-    poly = np.empty((max_v, 2))
-    out = np.empty((max_v, 2))
-    n = n_subject
-    for i in range(n):
-        poly[i, 0] = subject[i, 0]
-        poly[i, 1] = subject[i, 1]
-    for e in range(n_clip):
-        ax = clip[e, 0]
-        ay = clip[e, 1]
-        bx = clip[(e + 1) % n_clip, 0]
-        by = clip[(e + 1) % n_clip, 1]
-        ex = bx - ax
-        ey = by - ay
-        m = 0
-        for i in range(n):
-            px = poly[i, 0]
-            py = poly[i, 1]
-            qx = poly[(i + 1) % n, 0]
-            qy = poly[(i + 1) % n, 1]
-            # Cross product > 0: the point is left of (inside) the edge.
-            sp = ex * (py - ay) - ey * (px - ax)
-            sq = ex * (qy - ay) - ey * (qx - ax)
-            if sp >= 0.0:
-                out[m, 0] = px
-                out[m, 1] = py
-                m += 1
-                if sq < 0.0:
-                    t = sp / (sp - sq)
-                    out[m, 0] = px + t * (qx - px)
-                    out[m, 1] = py + t * (qy - py)
-                    m += 1
-            elif sq >= 0.0:
-                t = sp / (sp - sq)
-                out[m, 0] = px + t * (qx - px)
-                out[m, 1] = py + t * (qy - py)
-                m += 1
-        n = m
-        if n < 3:
-            return 0.0
-        for i in range(n):
-            poly[i, 0] = out[i, 0]
-            poly[i, 1] = out[i, 1]
-    area = 0.0
-    for i in range(n):
-        j = (i + 1) % n
-        area += poly[i, 0] * poly[j, 1] - poly[j, 0] * poly[i, 1]
-    return max(0.5 * area, 0.0)
-
-
-@_jit
-def _iou_pair(b1, b2, c1, c2):
+def _iou_pair(b1, b2, c1, c2, buf_in, buf_out):
     """IoU of two boxes given as length-7 arrays (see module docstring)."""
     for k in range(3, 6):
         if b1[k] >= _MAX_BOX_DIM or b2[k] >= _MAX_BOX_DIM:
@@ -144,7 +72,8 @@ def _iou_pair(b1, b2, c1, c2):
         return 0.0
     _corners(b1[0], b1[1], b1[3], b1[4], b1[6], c1)
     _corners(b2[0], b2[1], b2[3], b2[4], b2[6], c2)
-    inter = _convex_intersection_area(c1, 4, c2, 4) * (z_hi - z_lo)
+    # the corners are counter-clockwise: clip orientation +1
+    inter = _intersection_area(c1, c2, 1.0, buf_in, buf_out) * (z_hi - z_lo)
     union = b1[3] * b1[4] * b1[5] + b2[3] * b2[4] * b2[5] - inter
     if union <= _EPS:
         return 0.0
@@ -159,9 +88,12 @@ def _iou_matrix(boxes1, boxes2):
     out = np.zeros((n, m))
     c1 = np.empty((4, 2))
     c2 = np.empty((4, 2))
+    buf_in = np.empty((_MAX_VERTICES, 2))
+    buf_out = np.empty((_MAX_VERTICES, 2))
     for i in range(n):
         for j in range(m):
-            out[i, j] = _iou_pair(boxes1[i], boxes2[j], c1, c2)
+            out[i, j] = _iou_pair(boxes1[i], boxes2[j], c1, c2, buf_in,
+                                  buf_out)
     return out
 
 
