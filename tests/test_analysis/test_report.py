@@ -172,10 +172,10 @@ def test_ensure_dataset_manifest(tmp_path, monkeypatch):
     assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append)
     assert calls == [(4, 2, 0), (4, 2, 1), (4, 2, 1)]
     assert sum('not re-rendering' in x for x in say) == 1
-    assert 'train: left out 2 frame(s) without any object (0, 2)' in say[1]
+    # frames without objects stay: ddml lets KittiDataset load them
     with open(root / 'kitti_infos_train.pkl', 'rb') as f:
         kept = pickle.load(f)['data_list']
-    assert [x['sample_idx'] for x in kept] == [1, 3]
+    assert [x['sample_idx'] for x in kept] == [0, 1, 2, 3]
 
 
 def test_kitti_summary_keys():

@@ -15,8 +15,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-__all__ = ['REPO_ROOT', 'DEMO_SCALE', 'ensure_dataset', 'drop_empty_frames',
-           'schedule_options',
+__all__ = ['REPO_ROOT', 'DEMO_SCALE', 'ensure_dataset', 'schedule_options',
            'train_run', 'children_cpu_seconds']
 
 REPO_ROOT = osp.abspath(
@@ -70,53 +69,11 @@ def ensure_dataset(root: str,
         os.remove(path)  # an interrupted rendering must not look complete
     make_demo_dataset(root, num_train, num_val, seed=seed, scale=scale,
                       progress=progress)
-    dropped = drop_empty_frames(root)
-    for split, ids in dropped.items():
-        if ids:
-            log(f'data: {split}: left out {len(ids)} frame(s) without any '
-                f'object ({", ".join(map(str, ids))}); mmdet3d 1.4 '
-                "KittiDataset cannot load them ('fov_image_based')")
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(want, f)
     os.replace(tmp, path)
     return True
-
-
-def drop_empty_frames(root: str, cam: str = 'CAM2') -> Dict[str, List]:
-    """Remove frames without camera instances from the info files.
-
-    mmdet3d 1.4's ``KittiDataset`` with ``load_type='fov_image_based'``
-    fails on such a frame when it parses annotations (the empty-frame
-    branch of ``parse_ann_info`` builds a 0-d ``gt_bboxes_labels`` that
-    ``_remove_dontcare`` cannot index), which stops training. The images
-    and ``ImageSets`` stay; only ``kitti_infos_*.pkl`` lose those entries.
-
-    Returns:
-        dict: split -> ``sample_idx`` of the frames left out.
-    """
-    import pickle
-    out = {}
-    for split in ('train', 'val', 'trainval'):
-        path = osp.join(root, f'kitti_infos_{split}.pkl')
-        if not osp.isfile(path):
-            continue
-        with open(path, 'rb') as f:
-            infos = pickle.load(f)
-        keep, gone = [], []
-        for info in infos['data_list']:
-            if len(info.get('cam_instances', {}).get(cam, [])) > 0:
-                keep.append(info)
-            else:
-                gone.append(info.get('sample_idx'))
-        out[split] = gone
-        if gone:
-            infos['data_list'] = keep
-            tmp = path + '.tmp'
-            with open(tmp, 'wb') as f:
-                pickle.dump(infos, f)
-            os.replace(tmp, path)
-    return out
 
 
 def schedule_options(iters: int,
