@@ -222,9 +222,10 @@ def _evaluator_types(evaluator) -> List[str]:
         return []
     if isinstance(evaluator, (list, tuple)):
         return [t for e in evaluator for t in _evaluator_types(e)]
-    if 'metrics' in evaluator:  # an Evaluator dict wrapping metrics
-        return _evaluator_types(evaluator['metrics'])
-    return [evaluator.get('type', '')]
+    kind = evaluator.get('type', 'Evaluator')
+    if kind == 'Evaluator':  # mmengine's Evaluator wrapping metrics
+        return _evaluator_types(evaluator.get('metrics', None))
+    return [kind]
 
 
 def check_evaluator_available(cfg: Config) -> None:
