@@ -8,7 +8,6 @@ import os.path as osp
 import runpy
 import sys
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -18,14 +17,11 @@ pytest.importorskip('mmdet3d', reason='mmdet3d is not installed')
 from mmengine.config import Config  # noqa: E402
 from mmengine.model import BaseDataPreprocessor  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
-from mmengine.structures import InstanceData  # noqa: E402
 from mmengine.utils import get_installed_path  # noqa: E402
 
 from mmdet3d.registry import MODELS  # noqa: E402
-from mmdet3d.structures import (Box3DMode,  # noqa: E402
-                                CameraInstance3DBoxes, Det3DDataSample,
-                                points_cam2img)
 from mmdet3d.utils import register_all_modules  # noqa: E402
+from det3d_samples import make_samples as _make_samples  # noqa: E402
 
 import ddml  # noqa: E402,F401  (registration)
 from ddml.models.detectors import DepthDiscriminativeDetector  # noqa: E402
@@ -70,48 +66,8 @@ def model_cfg(path: str) -> Config:
 
 def make_samples(objects=OBJECTS, code_size=7, stride=4):
     """Det3DDataSamples with 3D boxes, projected centres and 2D boxes."""
-    samples = []
-    for objs in objects:
-        sample = Det3DDataSample()
-        sample.set_metainfo(
-            dict(
-                cam2img=CAM2IMG,
-                trans_mat=np.diag([1. / stride, 1. / stride,
-                                   1.]).astype(np.float32),
-                affine_aug=False,
-                img_shape=(H, W),
-                pad_shape=(H, W),
-                ori_shape=(H, W),
-                batch_input_shape=(H, W),
-                scale_factor=np.array([1., 1.], dtype=np.float32),
-                box_type_3d=CameraInstance3DBoxes,
-                box_mode_3d=Box3DMode.CAM))
-        boxes = torch.tensor([o[:7] for o in objs],
-                             dtype=torch.float32).reshape(-1, 7)
-        if code_size == 9:
-            boxes = torch.cat([boxes, torch.zeros(len(boxes), 2)], dim=1)
-        boxes_3d = CameraInstance3DBoxes(boxes, box_dim=code_size)
-        labels = torch.tensor([o[7] for o in objs], dtype=torch.long)
-        centers = points_cam2img(boxes_3d.gravity_center,
-                                 torch.tensor(CAM2IMG))
-        corners = points_cam2img(boxes_3d.corners.reshape(-1, 3),
-                                 torch.tensor(CAM2IMG)).reshape(-1, 8, 2)
-        bboxes = torch.cat([corners.min(1).values,
-                            corners.max(1).values], dim=1)
-        bboxes[:, 0::2] = bboxes[:, 0::2].clamp(0, W - 1)
-        bboxes[:, 1::2] = bboxes[:, 1::2].clamp(0, H - 1)
-        gt3d = InstanceData()
-        gt3d.bboxes_3d = boxes_3d
-        gt3d.labels_3d = labels
-        gt3d.centers_2d = centers.reshape(-1, 2)
-        gt3d.depths = boxes_3d.gravity_center[:, 2].clone()
-        gt = InstanceData()
-        gt.bboxes = bboxes.reshape(-1, 4)
-        gt.labels = labels.clone()
-        sample.gt_instances_3d = gt3d
-        sample.gt_instances = gt
-        samples.append(sample)
-    return samples
+    return _make_samples(objects, CAM2IMG, (H, W), code_size=code_size,
+                         stride=stride)
 
 
 def make_inputs(batch: int, seed: int = 0) -> dict:

@@ -34,10 +34,9 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 
 from mmdet3d.registry import MODELS  # noqa: E402
-from mmdet3d.structures import (Box3DMode,  # noqa: E402
-                                CameraInstance3DBoxes, Det3DDataSample,
-                                points_cam2img)
+from mmdet3d.structures import Det3DDataSample  # noqa: E402
 from mmdet3d.utils import register_all_modules  # noqa: E402
+from det3d_samples import make_samples as _make_samples  # noqa: E402
 
 import ddml  # noqa: E402,F401  (registration)
 from ddml.models.descriptors import infer_feature_stride  # noqa: E402
@@ -68,46 +67,7 @@ def moved(obj=CAR, **changes):
 
 def make_samples(objects, stride=4):
     """Det3DDataSamples with 3D boxes, projected centres and 2D boxes."""
-    samples = []
-    for objs in objects:
-        sample = Det3DDataSample()
-        sample.set_metainfo(
-            dict(
-                cam2img=CAM2IMG,
-                trans_mat=np.diag([1. / stride, 1. / stride,
-                                   1.]).astype(np.float32),
-                affine_aug=False,
-                img_shape=(H, W),
-                pad_shape=(H, W),
-                ori_shape=(H, W),
-                batch_input_shape=(H, W),
-                scale_factor=np.array([1., 1.], dtype=np.float32),
-                box_type_3d=CameraInstance3DBoxes,
-                box_mode_3d=Box3DMode.CAM))
-        boxes_3d = CameraInstance3DBoxes(
-            torch.tensor([o[:7] for o in objs],
-                         dtype=torch.float32).reshape(-1, 7))
-        labels = torch.tensor([o[7] for o in objs], dtype=torch.long)
-        cam2img = torch.tensor(CAM2IMG)
-        centers = points_cam2img(boxes_3d.gravity_center, cam2img)
-        corners = points_cam2img(boxes_3d.corners.reshape(-1, 3),
-                                 cam2img).reshape(-1, 8, 2)
-        bboxes = torch.cat([corners.min(1).values,
-                            corners.max(1).values], dim=1)
-        bboxes[:, 0::2] = bboxes[:, 0::2].clamp(0, W - 1)
-        bboxes[:, 1::2] = bboxes[:, 1::2].clamp(0, H - 1)
-        gt3d = InstanceData()
-        gt3d.bboxes_3d = boxes_3d
-        gt3d.labels_3d = labels
-        gt3d.centers_2d = centers.reshape(-1, 2)
-        gt3d.depths = boxes_3d.gravity_center[:, 2].clone()
-        gt = InstanceData()
-        gt.bboxes = bboxes.reshape(-1, 4)
-        gt.labels = labels.clone()
-        sample.gt_instances_3d = gt3d
-        sample.gt_instances = gt
-        samples.append(sample)
-    return samples
+    return _make_samples(objects, CAM2IMG, (H, W), stride=stride)
 
 
 def make_inputs(batch, seed=0):
@@ -368,6 +328,32 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _run_workers(target, world_size):
+    """Run ``target(rank, world_size, port, queue)`` in ``world_size``
+    forked processes; {rank: (value, grad)} from what they put on the
+    queue (grad is None and value a traceback where a worker failed)."""
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [
+        ctx.Process(target=target, args=(r, world_size, port, queue))
+        for r in range(world_size)
+    ]
+    for p in procs:
+        p.start()
+    results = {}
+    try:
+        for _ in range(world_size):
+            rank, value, grad = queue.get(timeout=90)
+            results[rank] = (value, grad)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    return results
+
+
 def _qi_worker(rank, world_size, port, queue):
     try:
         import torch.distributed as torch_dist
@@ -402,25 +388,7 @@ def test_qi_loss_over_two_gloo_processes_equals_one_process():
     ref.backward()
     assert ref > 0 and full.grad.abs().sum() > 0
 
-    ctx = multiprocessing.get_context('fork')
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [
-        ctx.Process(target=_qi_worker, args=(r, 2, port, queue))
-        for r in range(2)
-    ]
-    for p in procs:
-        p.start()
-    results = {}
-    try:
-        for _ in range(2):
-            rank, value, grad = queue.get(timeout=90)
-            results[rank] = (value, grad)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
+    results = _run_workers(_qi_worker, 2)
     for rank, (value, grad) in results.items():
         assert grad is not None, value  # a traceback
         assert value == pytest.approx(ref.item(), abs=1e-5)
@@ -553,25 +521,7 @@ def test_wrapper_qi_gradient_under_ddp_equals_one_process():
     ref_value, ref_grad = _wrapper_qi_grad(imgs, samples)
     assert ref_value > 0
 
-    ctx = multiprocessing.get_context('fork')
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [
-        ctx.Process(target=_ddp_worker, args=(r, 2, port, queue))
-        for r in range(2)
-    ]
-    for p in procs:
-        p.start()
-    results = {}
-    try:
-        for _ in range(2):
-            rank, value, grad = queue.get(timeout=90)
-            results[rank] = (value, grad)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
+    results = _run_workers(_ddp_worker, 2)
     for value, grad in results.values():
         assert grad is not None, value  # a traceback
         assert value == pytest.approx(ref_value, abs=1e-5)

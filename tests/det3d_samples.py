@@ -1,0 +1,68 @@
+"""Helpers for the detector tests: hand-made mmdet3d data samples.
+
+Objects are given as ``(x, y_bottom, z, l, h, w, yaw, label)`` tuples in
+camera coordinates; each sample gets the 3D boxes, their projected gravity
+centres and depths, and the 2D boxes around the projected corners (clamped
+to the image), plus the meta information SMOKE, FCOS3D and PGD read.
+"""
+import numpy as np
+import torch
+from mmengine.structures import InstanceData
+
+from mmdet3d.structures import (Box3DMode, CameraInstance3DBoxes,
+                                Det3DDataSample, points_cam2img)
+
+
+def make_samples(objects, cam2img, img_shape, code_size=7, stride=4):
+    """Det3DDataSamples with 3D boxes, projected centres and 2D boxes.
+
+    Args:
+        objects: one list of object tuples per sample.
+        cam2img: the 4x4 camera intrinsics (nested lists).
+        img_shape: ``(H, W)`` of the (unpadded, unscaled) input.
+        code_size: 7, or 9 for heads that regress velocities (zeros).
+        stride: the output stride in ``trans_mat``.
+    """
+    h, w = img_shape
+    samples = []
+    for objs in objects:
+        sample = Det3DDataSample()
+        sample.set_metainfo(
+            dict(
+                cam2img=cam2img,
+                trans_mat=np.diag([1. / stride, 1. / stride,
+                                   1.]).astype(np.float32),
+                affine_aug=False,
+                img_shape=(h, w),
+                pad_shape=(h, w),
+                ori_shape=(h, w),
+                batch_input_shape=(h, w),
+                scale_factor=np.array([1., 1.], dtype=np.float32),
+                box_type_3d=CameraInstance3DBoxes,
+                box_mode_3d=Box3DMode.CAM))
+        boxes = torch.tensor([o[:7] for o in objs],
+                             dtype=torch.float32).reshape(-1, 7)
+        if code_size == 9:
+            boxes = torch.cat([boxes, torch.zeros(len(boxes), 2)], dim=1)
+        boxes_3d = CameraInstance3DBoxes(boxes, box_dim=code_size)
+        labels = torch.tensor([o[7] for o in objs], dtype=torch.long)
+        intrinsics = torch.tensor(cam2img)
+        centers = points_cam2img(boxes_3d.gravity_center, intrinsics)
+        corners = points_cam2img(boxes_3d.corners.reshape(-1, 3),
+                                 intrinsics).reshape(-1, 8, 2)
+        bboxes = torch.cat([corners.min(1).values,
+                            corners.max(1).values], dim=1)
+        bboxes[:, 0::2] = bboxes[:, 0::2].clamp(0, w - 1)
+        bboxes[:, 1::2] = bboxes[:, 1::2].clamp(0, h - 1)
+        gt3d = InstanceData()
+        gt3d.bboxes_3d = boxes_3d
+        gt3d.labels_3d = labels
+        gt3d.centers_2d = centers.reshape(-1, 2)
+        gt3d.depths = boxes_3d.gravity_center[:, 2].clone()
+        gt = InstanceData()
+        gt.bboxes = bboxes.reshape(-1, 4)
+        gt.labels = labels.clone()
+        sample.gt_instances_3d = gt3d
+        sample.gt_instances = gt
+        samples.append(sample)
+    return samples
