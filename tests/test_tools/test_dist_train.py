@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_configs import write_train_config
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / 'configs' / 'demo'
 MAX_ITERS = 2
 
 
@@ -32,26 +32,8 @@ def _free_port() -> int:
 
 
 def _write_config(path: Path, data_root: Path) -> Path:
-    base = DEMO / 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
-    path.write_text(f"""_base_ = ['{base}']
-data_root = '{data_root}/'
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_evaluator = None
-test_cfg = None
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
-                 max_iters={MAX_ITERS})
-default_hooks = dict(
-    logger=dict(interval=1),
-    checkpoint=dict(interval={MAX_ITERS}))
-randomness = dict(seed=0)
-""")
-    return path
+    return write_train_config(path, data_root, max_iters=MAX_ITERS,
+                              checkpoint_interval=MAX_ITERS, seed=0)
 
 
 def _dist_train(config: Path, work_dir: Path):

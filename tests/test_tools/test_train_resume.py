@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_configs import write_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / 'tests'
@@ -25,25 +26,9 @@ def _write_config(path: Path, base: Path, data_root: Path, kill_at=None):
              f'iteration={kill_at})]\n'
              "custom_imports = dict(imports=['ddml', 'interrupt_hook'], "
              'allow_failed_imports=False)\n') if kill_at else ''
-    path.write_text(f"""_base_ = ['{base}']
-data_root = '{data_root}/'
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_evaluator = None
-test_cfg = None
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
-                 max_iters={MAX_ITERS})
-default_hooks = dict(
-    logger=dict(interval=1),
-    checkpoint=dict(interval=2, max_keep_ckpts=-1))
-randomness = dict(seed=3)
-{hooks}""")
-    return path
+    return write_train_config(path, data_root, max_iters=MAX_ITERS,
+                              checkpoint_interval=2, seed=3, base=base,
+                              max_keep_ckpts=-1, extra=hooks)
 
 
 def _train(config: Path, work_dir: Path, *extra: str):
@@ -127,7 +112,8 @@ def test_resume_from_missing_checkpoint_names_the_file(tmp_path):
 
 def test_train_config_applies_cli_options(tmp_path, monkeypatch):
     from ddml.engine import train_config, train_parser
-    cfg_path = DEMO / 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    cfg_path = (DEMO /
+                'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py')
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match='train without --amp'):
             train_config(train_parser().parse_args([str(cfg_path), '--amp']))
