@@ -2,7 +2,8 @@
 
 Same options as mmdet3d's tools/train.py, e.g.::
 
-    python tools/train.py configs/demo/ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py
+    python tools/train.py \
+        configs/demo/ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py
     python tools/train.py <config> --work-dir work_dirs/x --resume
 """
 from ddml.engine import train_main

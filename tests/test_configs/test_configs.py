@@ -144,8 +144,8 @@ def test_config_builds(config):
     _detector_cfg(cfg).backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     if cfg.model.type == 'DepthDiscriminativeDetector':
-        assert model.detector.__class__.__name__ in ('SMOKEMono3D',
-                                                    'FCOSMono3D')
+        detector = type(model.detector).__name__
+        assert detector in ('SMOKEMono3D', 'FCOSMono3D')
     want = 'WaymoMono3DMetric' if 'waymo' in config.name else 'KittiMetric'
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         assert evaluator.type == want
