@@ -114,6 +114,40 @@ def _in_image(boxes: CameraInstance3DBoxes, cam2img: np.ndarray,
     return ok.cpu().numpy()
 
 
+def _summarise(results: dict, levels: Sequence[int], names: Sequence[str],
+               eval_types: Sequence[int], prefix: str) -> Dict[str, float]:
+    """Named figures of one evaluation (3D or LET) for the log.
+
+    Args:
+        results (dict): ``compute()`` of an evaluator, keyed by
+            ``('OBJECT_TYPE', type, None, level)`` and
+            ``('RANGE', type, range index, level)``.
+        levels (Sequence[int]): Difficulty levels to report.
+        names (Sequence[str]): Figures to report (``AP``, ``APH``, ``APL``).
+        eval_types (Sequence[int]): Object types with ground truth or
+            predictions.
+        prefix (str): ``''`` for 3D, ``'LET-'`` for LET figures.
+
+    Returns:
+        dict: ``{Type}/LEVEL_{l}/{prefix}{name}``, the per-range figures
+        ``{Type}/LEVEL_{l}/Range_{r}/{prefix}{name}`` and the means over types
+        ``Overall/LEVEL_{l}/{prefix}m{name}``.
+    """
+    out: Dict[str, float] = {}
+    for lv in levels:
+        for name in names:
+            vals = []
+            for t in eval_types:
+                v = results[('OBJECT_TYPE', t, None, lv)][name]
+                out[f'{TYPE_NAMES[t]}/LEVEL_{lv}/{prefix}{name}'] = v
+                vals.append(v)
+                for r, rname in enumerate(_RANGE_NAMES):
+                    out[f'{TYPE_NAMES[t]}/LEVEL_{lv}/Range_{rname}/'
+                        f'{prefix}{name}'] = results[('RANGE', t, r, lv)][name]
+            out[f'Overall/LEVEL_{lv}/{prefix}m{name}'] = float(np.mean(vals))
+    return out
+
+
 @METRICS.register_module()
 class WaymoMono3DMetric(BaseMetric):
     """Waymo Open Dataset 3D detection metrics in numpy (no TF, no binary).
@@ -464,33 +498,12 @@ class WaymoMono3DMetric(BaseMetric):
         out: Dict[str, float] = {}
         lines = []
         if '3d' in evaluators:
-            res3d = evaluators['3d'].compute()
-            for lv in (1, 2):
-                for name in ('AP', 'APH'):
-                    vals = []
-                    for t in eval_types:
-                        v = res3d[('OBJECT_TYPE', t, None, lv)][name]
-                        out[f'{TYPE_NAMES[t]}/LEVEL_{lv}/{name}'] = v
-                        vals.append(v)
-                        for r, rname in enumerate(_RANGE_NAMES):
-                            out[f'{TYPE_NAMES[t]}/LEVEL_{lv}/Range_{rname}/'
-                                f'{name}'] = res3d[('RANGE', t, r, lv)][name]
-                    out[f'Overall/LEVEL_{lv}/m{name}'] = float(np.mean(vals))
+            out.update(_summarise(evaluators['3d'].compute(), (1, 2),
+                                  ('AP', 'APH'), eval_types, ''))
         if 'let' in evaluators:
-            rlet = evaluators['let'].compute()
-            for lv in self.let_levels:
-                for name in ('AP', 'APL', 'APH'):
-                    vals = []
-                    for t in eval_types:
-                        v = rlet[('OBJECT_TYPE', t, None, lv)][name]
-                        out[f'{TYPE_NAMES[t]}/LEVEL_{lv}/LET-{name}'] = v
-                        vals.append(v)
-                        for r, rname in enumerate(_RANGE_NAMES):
-                            out[f'{TYPE_NAMES[t]}/LEVEL_{lv}/Range_{rname}/'
-                                f'LET-{name}'] = rlet[('RANGE', t, r,
-                                                       lv)][name]
-                    out[f'Overall/LEVEL_{lv}/LET-m{name}'] = float(
-                        np.mean(vals))
+            out.update(_summarise(evaluators['let'].compute(),
+                                  self.let_levels, ('AP', 'APL', 'APH'),
+                                  eval_types, 'LET-'))
         for key in sorted(k for k in out if 'Range_' not in k):
             lines.append(f'  {key:<36s} {out[key]:.4f}')
         print_log(
