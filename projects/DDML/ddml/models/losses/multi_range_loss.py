@@ -16,6 +16,8 @@ from torch import Tensor
 
 from mmdet3d.registry import MODELS
 
+from .utils import check_object_inputs
+
 # Floor of a squared distance before the square root (finite gradient at
 # zero distance).
 _MIN_SQ_DIST = 1e-12
@@ -184,14 +186,7 @@ class MultiRangeDepthMetricLoss(nn.Module):
         Returns:
             Tensor: Scalar float32 loss (zero, attached, when N < 2).
         """
-        if descriptors.dim() != 2:
-            raise ValueError(f'descriptors must have shape (N, C), got '
-                             f'{tuple(descriptors.shape)}.')
-        depths = depths.reshape(-1)
-        if depths.shape[0] != descriptors.shape[0]:
-            raise ValueError(f'depths must have one entry per descriptor '
-                             f'row: got {depths.shape[0]} depths for '
-                             f'{descriptors.shape[0]} descriptors.')
+        depths = check_object_inputs(descriptors, depths)
         i, j = torch.triu_indices(
             descriptors.shape[0],
             descriptors.shape[0],

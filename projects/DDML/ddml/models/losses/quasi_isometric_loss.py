@@ -25,6 +25,8 @@ from torch.autograd.function import once_differentiable
 
 from mmdet3d.registry import MODELS
 
+from .utils import check_object_inputs
+
 # Floors of a squared descriptor distance, absolute and relative to
 # |f_i|^2 + |f_j|^2: e = sqrt(max(sq, floor)), with zero (finite) gradient
 # at the floor, e.g. when two descriptors coincide.
@@ -236,14 +238,7 @@ class QuasiIsometricLoss(nn.Module):
             Tensor: Scalar float32 loss. Zero, still attached to the graph
             of ``descriptors``, when there is nothing to penalise.
         """
-        if descriptors.dim() != 2:
-            raise ValueError(f'descriptors must have shape (N, C), got '
-                             f'{tuple(descriptors.shape)}.')
-        depths = depths.reshape(-1)
-        if depths.shape[0] != descriptors.shape[0]:
-            raise ValueError(f'depths must have one entry per descriptor '
-                             f'row: got {depths.shape[0]} depths for '
-                             f'{descriptors.shape[0]} descriptors.')
+        depths = check_object_inputs(descriptors, depths)
         with torch.autocast(
                 device_type=descriptors.device.type, enabled=False):
             feats = descriptors.float()
