@@ -55,9 +55,8 @@ def real_kitti_root(shared_data, tmp_path_factory) -> Path:
     into ``kitti_infos_{train,val}.pkl`` (both splits hold all three frames:
     3 Cars + 1 Cyclist, 1 Pedestrian, 6 Cars).
     """
-    from kitti_helpers import build_root_from_v1_info, build_root_from_v2_info
-
-    from ddml.datasets import create_kitti_infos
+    from ddml.data_tools import create_kitti_infos
+    from ddml.testing import build_root_from_v1_info, build_root_from_v2_info
     tests = _require(shared_data / 'mmdet3d_tests' / 'kitti')
     demo = _require(shared_data / 'mmdet3d_demo' / 'kitti')
     root = tmp_path_factory.mktemp('real_kitti')
@@ -84,10 +83,20 @@ def real_kitti_root(shared_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope='session')
 def synthetic_kitti_root(tmp_path_factory) -> Path:
     """A small synthetic KITTI-format root (4 train, 2 val) with infos."""
-    from ddml.datasets.synthetic_kitti import make_demo_dataset
+    from ddml.data_tools.synthetic_kitti import make_demo_dataset
     root = tmp_path_factory.mktemp('synthetic_kitti')
     make_demo_dataset(root, 4, 2, seed=11, scale=0.5, workers=1,
                       progress=False, convert=True)
+    return root
+
+
+@pytest.fixture
+def tiny_kitti_root(tmp_path) -> Path:
+    """A 3-frame synthetic KITTI root (train 2, val 1), no infos."""
+    from ddml.data_tools.synthetic_kitti import make_demo_dataset
+    root = tmp_path / 'tiny'
+    make_demo_dataset(root, 2, 1, seed=3, scale=0.25, workers=1,
+                      progress=False, convert=False)
     return root
 
 

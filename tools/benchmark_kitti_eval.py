@@ -4,7 +4,7 @@ Generates synthetic KITTI-val-sized ground truth and predictions (3,769
 frames; by default 5 objects and 10 detections of Car / Pedestrian /
 Cyclist per frame, detections being perturbed copies of the objects plus
 false positives), then times ``mmdet3d.evaluation.kitti_eval`` with the
-rotated IoU of ddml (``ddml.evaluation.kitti_cpu_iou``). numba's
+rotated IoU of ddml (``ddml.compat.kitti_rotated_iou``). numba's
 compilation is measured separately by a warm-up evaluation of a few frames.
 
 Example:
@@ -195,8 +195,7 @@ def main() -> int:
     args = parse_args()
     start = time.perf_counter()
     import numba
-    from ddml.evaluation.kitti_cpu_iou import (get_kitti_iou_backend,
-                                               use_cpu_rotated_iou)
+    from ddml.compat import get_kitti_iou_backend, use_cpu_rotated_iou
     from mmdet3d.evaluation import kitti_eval
     from mmdet3d.evaluation.functional.kitti_utils import eval as eval_module
     print(f'imports: {time.perf_counter() - start:.1f} s')

@@ -8,13 +8,13 @@ Example::
 writes ``{extra_tag}_infos_{train,val,trainval}.pkl`` (and ``_test`` when
 ``testing/`` exists) as mmdet3d 1.4's ``tools/create_data.py kitti`` does,
 including ``cam_instances['CAM2']`` for ``load_type='fov_image_based'``.
-The logic lives in :mod:`ddml.datasets.kitti_converter`.
+The logic lives in :mod:`ddml.data_tools.kitti_converter`.
 """
 import argparse
 import sys
 
-from ddml.datasets.kitti_converter import create_kitti_infos
-from ddml.datasets.kitti_io import KittiFormatError
+from ddml.data_tools.kitti_converter import create_kitti_infos
+from ddml.data_tools.kitti_io import KittiFormatError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

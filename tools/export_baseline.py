@@ -16,14 +16,14 @@ import sys
 import torch
 
 try:
-    from ddml.engine import load_local_checkpoint
+    from ddml.compat import load_local_checkpoint
     from ddml.models.detectors.depth_discriminative import \
         export_baseline_checkpoint
 except ImportError:  # not pip-installed: use the in-tree package
     sys.path.insert(
         0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                     'projects', 'DDML'))
-    from ddml.engine import load_local_checkpoint
+    from ddml.compat import load_local_checkpoint
     from ddml.models.detectors.depth_discriminative import \
         export_baseline_checkpoint
 

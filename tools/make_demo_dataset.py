@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from ddml.datasets.synthetic_kitti import make_demo_dataset
+from ddml.data_tools.synthetic_kitti import make_demo_dataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -23,7 +23,7 @@ def _tool():
 
 @pytest.fixture(scope='module')
 def tiny_root(tmp_path_factory):
-    from ddml.datasets.synthetic_kitti import make_demo_dataset
+    from ddml.data_tools.synthetic_kitti import make_demo_dataset
     root = tmp_path_factory.mktemp('tiny_kitti')
     make_demo_dataset(root, 2, 3, seed=5, scale=0.3333, workers=1,
                       progress=False)

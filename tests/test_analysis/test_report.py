@@ -150,7 +150,7 @@ def test_schedule_options_and_progress_line():
 
 
 def test_ensure_dataset_manifest(tmp_path, monkeypatch):
-    import ddml.datasets.synthetic_kitti as sk
+    import ddml.data_tools.synthetic_kitti as sk
     from ddml.analysis import runs
     calls = []
 

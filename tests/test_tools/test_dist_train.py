@@ -19,9 +19,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from train_configs import write_train_config
+
+from ddml.testing import write_train_config
 
 REPO = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = (REPO / 'configs' / 'demo' /
+               'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py')
 MAX_ITERS = 2
 
 
@@ -33,7 +36,8 @@ def _free_port() -> int:
 
 def _write_config(path: Path, data_root: Path) -> Path:
     return write_train_config(path, data_root, max_iters=MAX_ITERS,
-                              checkpoint_interval=MAX_ITERS, seed=0)
+                              checkpoint_interval=MAX_ITERS, seed=0,
+                              base=DEMO_CONFIG)
 
 
 def _dist_train(config: Path, work_dir: Path):

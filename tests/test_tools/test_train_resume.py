@@ -6,17 +6,16 @@ loading) and then produces the same losses, weights, optimizer and
 scheduler state as a run that was never interrupted (CPU, same seed).
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from train_configs import write_train_config
+
+from ddml.testing import write_train_config
 
 REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / 'tests'
 DEMO = REPO / 'configs' / 'demo'
 MAX_ITERS = 6
 
@@ -24,20 +23,19 @@ MAX_ITERS = 6
 def _write_config(path: Path, base: Path, data_root: Path, kill_at=None):
     hooks = (f"custom_hooks = [dict(type='KillAtIterHook', "
              f'iteration={kill_at})]\n'
-             "custom_imports = dict(imports=['ddml', 'interrupt_hook'], "
-             'allow_failed_imports=False)\n') if kill_at else ''
+             "custom_imports = dict(imports=['ddml', "
+             "'ddml.testing.hooks'], allow_failed_imports=False)\n") \
+        if kill_at else ''
     return write_train_config(path, data_root, max_iters=MAX_ITERS,
                               checkpoint_interval=2, seed=3, base=base,
                               max_keep_ckpts=-1, extra=hooks)
 
 
 def _train(config: Path, work_dir: Path, *extra: str):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(TESTS), os.environ.get('PYTHONPATH', '')]))
     return subprocess.run(
         [sys.executable, str(REPO / 'tools' / 'train.py'), str(config),
          '--work-dir', str(work_dir), *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def _losses(work_dir: Path) -> dict:

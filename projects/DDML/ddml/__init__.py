@@ -1,8 +1,13 @@
 """ddml: depth-discriminative metric learning for MMDetection3D.
 
-Importing this package registers every module of the add-on into
-mmdet3d's registries (models, metrics, hooks, transforms).
+Importing this package applies the compatibility fixes of
+:mod:`ddml.compat` (:func:`ddml.compat.apply_patches`) and registers every
+module of the add-on into mmdet3d's registries (models, metrics).
 """
-from . import datasets, engine, evaluation, models  # noqa: F401
+from . import compat, data_tools, engine, evaluation, models
 
 __version__ = '0.1.0'
+
+__all__ = ['compat', 'data_tools', 'engine', 'evaluation', 'models']
+
+compat.apply_patches()

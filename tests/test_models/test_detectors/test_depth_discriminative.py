@@ -21,12 +21,12 @@ from mmengine.utils import get_installed_path  # noqa: E402
 
 from mmdet3d.registry import MODELS  # noqa: E402
 from mmdet3d.utils import register_all_modules  # noqa: E402
-from det3d_samples import make_samples as _make_samples  # noqa: E402
 
 import ddml  # noqa: E402,F401  (registration)
 from ddml.models.detectors import DepthDiscriminativeDetector  # noqa: E402
 from ddml.models.detectors.depth_discriminative import (  # noqa: E402
     export_baseline_checkpoint)
+from ddml.testing import make_samples as _make_samples  # noqa: E402
 
 register_all_modules(init_default_scope=True)
 

@@ -36,12 +36,12 @@ from mmengine.structures import InstanceData  # noqa: E402
 from mmdet3d.registry import MODELS  # noqa: E402
 from mmdet3d.structures import Det3DDataSample  # noqa: E402
 from mmdet3d.utils import register_all_modules  # noqa: E402
-from det3d_samples import make_samples as _make_samples  # noqa: E402
 
 import ddml  # noqa: E402,F401  (registration)
 from ddml.models.descriptors import infer_feature_stride  # noqa: E402
 from ddml.models.losses import (MultiRangeDepthMetricLoss,  # noqa: E402
                                 QuasiIsometricLoss)
+from ddml.testing import make_samples as _make_samples  # noqa: E402
 
 register_all_modules(init_default_scope=True)
 
@@ -426,7 +426,7 @@ def _export(monkeypatch, src, dst):
 
 def test_export_tool_refuses_code_and_keeps_numpy_meta(tmp_path,
                                                        monkeypatch):
-    from ddml.engine import CheckpointRefusedError
+    from ddml.compat import CheckpointRefusedError
     state = {'detector.w': torch.ones(2), 'depth_map_head.b': torch.zeros(1)}
     good = tmp_path / 'good.pth'
     torch.save(dict(meta=dict(seed=np.int64(3), hw=np.array([64, 192])),

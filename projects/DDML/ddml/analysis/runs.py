@@ -46,7 +46,7 @@ def ensure_dataset(root: str,
     Returns:
         bool: True if the data was (re)rendered.
     """
-    from ddml.datasets.synthetic_kitti import make_demo_dataset
+    from ddml.data_tools.synthetic_kitti import make_demo_dataset
     want = _manifest(num_train, num_val, seed, scale)
     path = osp.join(root, MANIFEST)
     have = None

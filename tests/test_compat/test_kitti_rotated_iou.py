@@ -17,7 +17,7 @@ import pytest
 
 shapely = pytest.importorskip('shapely')
 
-from ddml.evaluation import kitti_cpu_iou as kci  # noqa: E402
+from ddml.compat import kitti_rotated_iou as kci  # noqa: E402
 from ddml.evaluation.rotated_iou import rotate_iou_cpu_eval  # noqa: E402
 
 eval_module = pytest.importorskip(

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kitti_helpers import (build_root_from_v1_info,
-                           build_root_from_v2_info, compare_infos)
 
-from ddml.datasets.kitti_converter import (count_points_in_boxes,
-                                           create_kitti_infos)
-from ddml.datasets.kitti_io import (KittiFormatError, atomic_dump_pickle,
-                                    read_label_file)
+from ddml.data_tools.kitti_converter import (count_points_in_boxes,
+                                             create_kitti_infos)
+from ddml.data_tools.kitti_io import (KittiFormatError, atomic_dump_pickle,
+                                      read_label_file)
+from ddml.testing import (build_root_from_v1_info, build_root_from_v2_info,
+                          compare_infos)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,12 +8,18 @@ its own checkpoints: they hold numpy arrays and scalars (``meta``) and the
 methods pickle as ``getattr(HistoryBuffer, 'min')``.
 
 Turning ``weights_only`` off would let any checkpoint run code. Instead,
-importing ``ddml`` allow-lists exactly the types that mmengine's own
-checkpoints hold (torch's *safe globals*) and maps ``builtins.getattr`` to a
-restricted version that resolves only ``HistoryBuffer``'s registered
-statistics methods. A checkpoint that carries any other callable is still
-refused, now with an error that names the file, the refused global and
-what to do.
+:func:`use_weights_only_checkpoints` allow-lists exactly the types that
+mmengine's own checkpoints hold (torch's *safe globals*) and maps
+``builtins.getattr`` to a restricted version that resolves only
+``HistoryBuffer``'s registered statistics methods. A checkpoint that
+carries any other callable is still refused, now with an error that names
+the file, the refused global and what to do. It also registers
+:func:`load_local_checkpoint` as mmengine's loader of local paths, so
+``load_checkpoint``, ``--resume`` and ``load_from`` get those errors.
+
+When applied: always, by :func:`ddml.compat.apply_patches` (which
+``import ddml`` calls). On torch < 2.4 (no safe globals) the allow-list is
+skipped; the loader still loads with ``weights_only=True``.
 """
 import pickle
 from typing import Any, Callable, List, Optional, Tuple, Union
@@ -25,7 +31,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = [
     'CheckpointRefusedError', 'mmengine_safe_globals',
-    'register_mmengine_safe_globals', 'load_local_checkpoint'
+    'register_mmengine_safe_globals', 'load_local_checkpoint',
+    'use_weights_only_checkpoints'
 ]
 
 
@@ -145,10 +152,9 @@ def load_local_checkpoint(filename: str,
             "'state_dict' and 'meta'; otherwise do not use it.") from err
 
 
-def _install() -> None:
+def use_weights_only_checkpoints() -> None:
+    """Allow-list mmengine's types and load local paths with
+    :func:`load_local_checkpoint` (idempotent)."""
     register_mmengine_safe_globals()
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_local_checkpoint, force=True)
-
-
-_install()

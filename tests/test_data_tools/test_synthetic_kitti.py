@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ddml.datasets.kitti_converter import box3d_corners_camera
-from ddml.datasets.kitti_io import read_calib_file, read_label_file
-from ddml.datasets.synthetic_kitti import (CAMERA_HEIGHT, KITTI_P2,
-                                           kitti_camera, make_demo_dataset,
-                                           render_frame)
+from ddml.data_tools.kitti_converter import box3d_corners_camera
+from ddml.data_tools.kitti_io import read_calib_file, read_label_file
+from ddml.data_tools.synthetic_kitti import (CAMERA_HEIGHT, KITTI_P2,
+                                             kitti_camera, make_demo_dataset,
+                                             render_frame)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,15 +1,14 @@
-"""Helpers for the tools tests: small training configs in tmp_path.
+"""Small training configs for tests, written as text files.
 
-The configs inherit a demo DDML config, read the given KITTI-format root,
-train without validation or test loops on CPU-sized batches and are written
-as text so ``tools/train.py`` and ``tools/dist_train.sh`` load them like
-any user config.
+The configs inherit a given config, read the given KITTI-format root, train
+without validation or test loops on CPU-sized batches and are written as
+text so ``tools/train.py`` and ``tools/dist_train.sh`` load them like any
+user config.
 """
 from pathlib import Path
+from typing import Optional
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = (REPO / 'configs' / 'demo' /
-               'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py')
+__all__ = ['write_train_config']
 
 
 def write_train_config(path: Path,
@@ -18,8 +17,8 @@ def write_train_config(path: Path,
                        max_iters: int,
                        checkpoint_interval: int,
                        seed: int,
-                       base: Path = DEMO_CONFIG,
-                       max_keep_ckpts=None,
+                       base: Path,
+                       max_keep_ckpts: Optional[int] = None,
                        extra: str = '') -> Path:
     """Write an iteration-based training config inheriting ``base``.
 

@@ -1,6 +1,6 @@
 """KittiDataset (fov_image_based) loads frames without any object.
 
-Without ``ddml.datasets.kitti_empty_frames``, mmdet3d 1.4 raises
+Without ``ddml.compat.kitti_empty_frames``, mmdet3d 1.4 raises
 ``IndexError: too many indices for array: array is 0-dimensional`` while
 parsing such a frame.
 """
@@ -25,7 +25,7 @@ def _dataset(root, ann_file, test_mode):
 
 
 def test_frame_without_objects_loads(tiny_kitti_root, tmp_path):
-    from ddml.datasets import create_kitti_infos
+    from ddml.data_tools import create_kitti_infos
     create_kitti_infos(tiny_kitti_root, progress=False)
     infos = load(str(tiny_kitti_root / 'kitti_infos_train.pkl'))
     assert len(infos['data_list']) == 2

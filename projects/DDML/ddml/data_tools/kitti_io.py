@@ -171,38 +171,56 @@ def read_label_file(path: PathLike) -> List[KittiObject]:
     return objects
 
 
-def format_label_line(obj: Dict[str, Any]) -> str:
+def format_label_line(obj: Dict[str, Any],
+                      decimals: Optional[int] = 2) -> str:
     """Format one object as a KITTI label line (2 decimals, as KITTI).
 
     Args:
         obj (dict): Keys as :class:`KittiObject` (``score`` is not
             written: ground-truth files have 15 columns).
+        decimals (int, optional): Decimals of the float fields. None
+            writes every float with full precision (``repr``), e.g. to
+            rebuild a label file from infos without rounding. Defaults
+            to 2.
 
     Returns:
         str: The line without a trailing newline.
     """
+
+    def num(value: Any) -> str:
+        if decimals is None:
+            return repr(float(value))
+        return f'{value:.{decimals}f}'
+
     fields = [
-        obj['name'], f"{obj['truncated']:.2f}", f"{int(obj['occluded'])}",
-        f"{obj['alpha']:.2f}"
+        obj['name'],
+        num(obj['truncated']), f"{int(obj['occluded'])}",
+        num(obj['alpha'])
     ]
-    fields += [f'{v:.2f}' for v in obj['bbox']]
-    fields += [f'{v:.2f}' for v in obj['dimensions']]
-    fields += [f'{v:.2f}' for v in obj['location']]
-    fields.append(f"{obj['rotation_y']:.2f}")
-    # '-0.00' is legal but noisy; KITTI writes '0.00'.
-    fields = ['0.00' if f == '-0.00' else f for f in fields]
+    fields += [num(v) for v in obj['bbox']]
+    fields += [num(v) for v in obj['dimensions']]
+    fields += [num(v) for v in obj['location']]
+    fields.append(num(obj['rotation_y']))
+    if decimals is not None:
+        # '-0.00' is legal but noisy; KITTI writes '0.00'.
+        negative_zero = '-' + num(0.)
+        fields = [num(0.) if f == negative_zero else f for f in fields]
     return ' '.join(fields)
 
 
-def write_label_file(path: PathLike, objects: List[Dict[str, Any]]) -> None:
+def write_label_file(path: PathLike,
+                     objects: List[Dict[str, Any]],
+                     decimals: Optional[int] = 2) -> None:
     """Write a KITTI label file atomically.
 
     Args:
         path (str | PathLike): Destination.
         objects (list[dict]): Objects as accepted by
             :func:`format_label_line`.
+        decimals (int, optional): See :func:`format_label_line`.
+            Defaults to 2.
     """
-    text = ''.join(format_label_line(o) + '\n' for o in objects)
+    text = ''.join(format_label_line(o, decimals) + '\n' for o in objects)
     atomic_write_bytes(path, text.encode('ascii'))
 
 

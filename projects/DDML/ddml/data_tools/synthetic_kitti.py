@@ -528,7 +528,7 @@ def make_demo_dataset(out_dir: PathLike,
     ``0 .. num_train + num_val - 1`` and ``ImageSets/{train,val,
     trainval}.txt`` (train = the first ``num_train`` ids), then, when
     ``convert``, ``{extra_tag}_infos_{train,val,trainval}.pkl`` via
-    :func:`ddml.datasets.kitti_converter.create_kitti_infos`.
+    :func:`ddml.data_tools.kitti_converter.create_kitti_infos`.
 
     Args:
         out_dir (str | PathLike): Dataset root to create.

@@ -1,22 +1,25 @@
 """KITTI BEV / 3D / AOS evaluation on machines without CUDA.
 
-mmdet3d 1.4 computes the rotated BEV overlaps of its KITTI evaluation
-(``kitti_eval``, used by ``KittiMetric``) with a numba-CUDA kernel,
+Upstream behaviour fixed: mmdet3d 1.4 computes the rotated BEV overlaps
+of its KITTI evaluation (``kitti_eval``, used by ``KittiMetric``) with a
+numba-CUDA kernel,
 ``kitti_utils.rotate_iou.rotate_iou_gpu_eval``. Without a GPU that module
 cannot even be imported (the kernel is compiled eagerly), so only 2D AP
 works; numba's CUDA simulator runs but gives wrong IoUs for rotated boxes.
 
-Importing :mod:`ddml` calls :func:`use_cpu_rotated_iou`, which replaces
+:func:`use_cpu_rotated_iou` (called by
+:func:`ddml.compat.apply_patches`, which ``import ddml`` calls) replaces
 the two functions of ``mmdet3d.evaluation.functional.kitti_utils.eval``
 that call the kernel, ``bev_box_overlap`` and ``d3_box_overlap`` (they are
 looked up as module globals by ``calculate_iou_partly`` at call time), with
 versions that use the exact CPU implementation
-:func:`ddml.evaluation.rotated_iou.rotate_iou_cpu_eval`. The 3D path keeps
+:func:`ddml.evaluation.rotated_iou.rotate_iou_cpu_eval` (the computation
+itself lives there; this module only dispatches). The 3D path keeps
 mmdet3d's own ``d3_box_overlap_kernel`` (height overlap times BEV
 intersection area, from the kernel's criterion 2), so its semantics are
 unchanged.
 
-Backend selection, in order of precedence:
+When applied, in order of precedence:
 
 * ``use_cpu_rotated_iou(True)`` / ``use_cpu_rotated_iou(False)`` (or the
   strings ``'cpu'``, ``'cuda'``, ``'auto'``);
@@ -29,25 +32,23 @@ Backend selection, in order of precedence:
 
 Example:
     >>> import ddml  # KITTI BEV/3D AP now work on CPU-only machines
-    >>> from ddml.evaluation import use_cpu_rotated_iou
+    >>> from ddml.compat import use_cpu_rotated_iou
     >>> use_cpu_rotated_iou(True)  # force the CPU even with a GPU
     'cpu'
 """
 import importlib
 import logging
 import os
-import warnings
 from types import ModuleType
 from typing import Callable, Dict, Optional, Union
 
 import numpy as np
 
-from .rotated_iou import rotate_iou_cpu_eval
+from ..evaluation.rotated_iou import rotate_iou_cpu_eval
 
 __all__ = [
-    'KITTI_IOU_ENV', 'KITTI_IOU_BACKENDS', 'rotate_iou_cpu_eval',
-    'use_cpu_rotated_iou', 'get_kitti_iou_backend',
-    'resolve_kitti_iou_mode'
+    'KITTI_IOU_ENV', 'KITTI_IOU_BACKENDS', 'use_cpu_rotated_iou',
+    'get_kitti_iou_backend', 'resolve_kitti_iou_mode'
 ]
 
 #: Environment variable selecting the rotated-IoU backend.
@@ -266,14 +267,3 @@ def get_kitti_iou_backend() -> str:
     if not getattr(module.bev_box_overlap, _MARK, False):
         return 'cuda'  # not patched: mmdet3d's original
     return _current_backend()
-
-
-def _patch_on_import() -> None:
-    try:
-        use_cpu_rotated_iou()
-    except ImportError as e:  # mmdet3d missing: nothing to patch
-        warnings.warn(f'ddml could not patch the KITTI rotated IoU ({e}); '
-                      'KITTI BEV/3D AP will need CUDA.')
-
-
-_patch_on_import()

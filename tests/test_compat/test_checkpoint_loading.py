@@ -7,7 +7,7 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import ddml  # noqa: F401  (registers the safe globals and the loader)
-from ddml.engine import CheckpointRefusedError, load_local_checkpoint
+from ddml.compat import CheckpointRefusedError, load_local_checkpoint
 
 
 class _RunsCode:

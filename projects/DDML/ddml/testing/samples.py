@@ -1,4 +1,4 @@
-"""Helpers for the detector tests: hand-made mmdet3d data samples.
+"""Hand-made mmdet3d data samples for tests and benchmarks.
 
 Objects are given as ``(x, y_bottom, z, l, h, w, yaw, label)`` tuples in
 camera coordinates; each sample gets the 3D boxes, their projected gravity
@@ -11,6 +11,8 @@ from mmengine.structures import InstanceData
 
 from mmdet3d.structures import (Box3DMode, CameraInstance3DBoxes,
                                 Det3DDataSample, points_cam2img)
+
+__all__ = ['make_samples']
 
 
 def make_samples(objects, cam2img, img_shape, code_size=7, stride=4):
