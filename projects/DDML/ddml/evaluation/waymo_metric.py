@@ -21,7 +21,8 @@ from mmengine.logging import MMLogger, print_log
 
 from mmdet3d.registry import METRICS
 from mmdet3d.structures import (Box3DMode, CameraInstance3DBoxes,
-                                LiDARInstance3DBoxes, points_cam2img)
+                                LiDARInstance3DBoxes)
+from ..structures import project_boxes_to_image
 from .waymo_ap import (LEVEL_1, RANGE_BINS, TYPE_CYCLIST, TYPE_NAMES,
                        TYPE_PEDESTRIAN, TYPE_SIGN, TYPE_VEHICLE, LETConfig,
                        WaymoDetectionEvaluator, WaymoFrame,
@@ -104,13 +105,10 @@ def _in_image(boxes: CameraInstance3DBoxes, cam2img: np.ndarray,
     """
     if len(boxes) == 0:
         return np.zeros(0, dtype=bool)
-    corners = boxes.corners.float()
-    proj = points_cam2img(corners,
-                          corners.new_tensor(np.asarray(cam2img, np.float64)))
-    lo = proj.min(dim=1)[0]
-    hi = proj.max(dim=1)[0]
+    box2d = project_boxes_to_image(boxes, cam2img, behind='keep')
     h, w = float(img_shape[0]), float(img_shape[1])
-    ok = (lo[:, 0] < w) & (lo[:, 1] < h) & (hi[:, 0] > 0) & (hi[:, 1] > 0)
+    ok = (box2d[:, 0] < w) & (box2d[:, 1] < h) & (box2d[:, 2] > 0) & \
+        (box2d[:, 3] > 0)
     return ok.cpu().numpy()
 
 

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from mmengine import dist
 from torch import Tensor
 
+from .defaults import DESCRIPTOR_POOL, MAX_DEPTH, MIN_DEPTH
+
 __all__ = [
     'ObjectDescriptors', 'pool_descriptor_map', 'gather_pooled_at_cells',
     'infer_feature_stride', 'centers_to_cells', 'select_objects',
@@ -53,7 +55,8 @@ def _check_kernel_size(kernel_size: int) -> None:
                          'even kernel would shift the window off the centre')
 
 
-def pool_descriptor_map(feat: Tensor, kernel_size: int = 5) -> Tensor:
+def pool_descriptor_map(feat: Tensor,
+                        kernel_size: int = DESCRIPTOR_POOL) -> Tensor:
     """Dense ``k x k`` average pooling of a feature map.
 
     The reference definition of a descriptor map: stride 1, zero padding
@@ -62,7 +65,8 @@ def pool_descriptor_map(feat: Tensor, kernel_size: int = 5) -> Tensor:
 
     Args:
         feat (Tensor): Feature map, shape (B, C, H, W).
-        kernel_size (int): Odd pooling window size ``k``. Defaults to 5.
+        kernel_size (int): Odd pooling window size ``k``. Defaults to
+            ``defaults.DESCRIPTOR_POOL``.
 
     Returns:
         Tensor: Pooled map, shape (B, C, H, W).
@@ -73,8 +77,11 @@ def pool_descriptor_map(feat: Tensor, kernel_size: int = 5) -> Tensor:
         count_include_pad=True)
 
 
-def gather_pooled_at_cells(feat: Tensor, image_ids: Tensor, rows: Tensor,
-                           cols: Tensor, kernel_size: int = 5) -> Tensor:
+def gather_pooled_at_cells(feat: Tensor,
+                           image_ids: Tensor,
+                           rows: Tensor,
+                           cols: Tensor,
+                           kernel_size: int = DESCRIPTOR_POOL) -> Tensor:
     """Read the ``k x k``-pooled feature map at a few cells.
 
     Equal to ``pool_descriptor_map(feat, k)[image_ids, :, rows, cols]`` but
@@ -86,7 +93,8 @@ def gather_pooled_at_cells(feat: Tensor, image_ids: Tensor, rows: Tensor,
         image_ids (Tensor): Image index of each cell, shape (N, ), int64.
         rows (Tensor): Row (y) of each cell, shape (N, ), in [0, H).
         cols (Tensor): Column (x) of each cell, shape (N, ), in [0, W).
-        kernel_size (int): Odd pooling window size ``k``. Defaults to 5.
+        kernel_size (int): Odd pooling window size ``k``. Defaults to
+            ``defaults.DESCRIPTOR_POOL``.
 
     Returns:
         Tensor: Descriptors, shape (N, C), same dtype as ``feat``.
@@ -162,16 +170,18 @@ def centers_to_cells(
 
 def select_objects(depths: Tensor,
                    labels: Optional[Tensor],
-                   min_depth: float = 2.,
-                   max_depth: float = 65.,
+                   min_depth: float = MIN_DEPTH,
+                   max_depth: float = MAX_DEPTH,
                    ignore_classes: Sequence[int] = ()) -> Tensor:
     """Objects kept for metric learning by depth range and class.
 
     Args:
         depths (Tensor): Depths in metres, shape (N, ).
         labels (Tensor, optional): Class labels, shape (N, ).
-        min_depth (float): Smallest kept depth (inclusive). Defaults to 2.
-        max_depth (float): Largest kept depth (inclusive). Defaults to 65.
+        min_depth (float): Smallest kept depth (inclusive). Defaults to
+            ``defaults.MIN_DEPTH``.
+        max_depth (float): Largest kept depth (inclusive). Defaults to
+            ``defaults.MAX_DEPTH``.
         ignore_classes (Sequence[int]): Labels to drop. Defaults to ().
 
     Returns:
@@ -198,9 +208,9 @@ def _instance_field(instances, name: str) -> Optional[Tensor]:
 def collect_object_descriptors(feat: Tensor,
                                batch_gt_instances_3d: Sequence,
                                stride: Tuple[float, float],
-                               kernel_size: int = 5,
-                               min_depth: float = 2.,
-                               max_depth: float = 65.,
+                               kernel_size: int = DESCRIPTOR_POOL,
+                               min_depth: float = MIN_DEPTH,
+                               max_depth: float = MAX_DEPTH,
                                ignore_classes: Sequence[int] = ()
                                ) -> ObjectDescriptors:
     """One descriptor per kept ground-truth object of a batch.
@@ -216,9 +226,10 @@ def collect_object_descriptors(feat: Tensor,
             metres and optionally ``labels_3d`` (N_i, ).
         stride (tuple[float, float]): Stride (y, x) of ``feat`` relative to
             the batch input, see :func:`infer_feature_stride`.
-        kernel_size (int): Odd pooling window. Defaults to 5.
-        min_depth (float): Defaults to 2 (metres).
-        max_depth (float): Defaults to 65 (metres).
+        kernel_size (int): Odd pooling window. Defaults to
+            ``defaults.DESCRIPTOR_POOL``.
+        min_depth (float): In metres. Defaults to ``defaults.MIN_DEPTH``.
+        max_depth (float): In metres. Defaults to ``defaults.MAX_DEPTH``.
         ignore_classes (Sequence[int]): Labels to drop. Defaults to ().
 
     Returns:

@@ -11,6 +11,7 @@ from mmengine.structures import InstanceData
 
 from mmdet3d.structures import (Box3DMode, CameraInstance3DBoxes,
                                 Det3DDataSample, points_cam2img)
+from ..structures import project_boxes_to_image
 
 __all__ = ['make_samples']
 
@@ -50,12 +51,8 @@ def make_samples(objects, cam2img, img_shape, code_size=7, stride=4):
         labels = torch.tensor([o[7] for o in objs], dtype=torch.long)
         intrinsics = torch.tensor(cam2img)
         centers = points_cam2img(boxes_3d.gravity_center, intrinsics)
-        corners = points_cam2img(boxes_3d.corners.reshape(-1, 3),
-                                 intrinsics).reshape(-1, 8, 2)
-        bboxes = torch.cat([corners.min(1).values,
-                            corners.max(1).values], dim=1)
-        bboxes[:, 0::2] = bboxes[:, 0::2].clamp(0, w - 1)
-        bboxes[:, 1::2] = bboxes[:, 1::2].clamp(0, h - 1)
+        bboxes = project_boxes_to_image(
+            boxes_3d, intrinsics, img_shape=(h, w), behind='keep')
         gt3d = InstanceData()
         gt3d.bboxes_3d = boxes_3d
         gt3d.labels_3d = labels

@@ -36,6 +36,7 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import (ForwardResults,
                                                   OptSampleList, SampleList)
 from mmdet3d.utils import ConfigType, OptConfigType, OptMultiConfig
+from ..defaults import DESCRIPTOR_POOL, FEATURE_LEVEL, MAX_DEPTH, MIN_DEPTH
 from ..descriptors import (ObjectDescriptors, collect_object_descriptors,
                            gather_object_descriptors, infer_feature_stride)
 from ..heads.object_depth_map_head import paint_batch_depth_targets
@@ -93,10 +94,10 @@ class DepthDiscriminativeDetector(Base3DDetector):
             monocular detectors: ``SMOKEMono3D``, ``FCOSMono3D``).
         feature_level (int): Index into the tuple/list returned by
             ``extract_feat`` of the map the auxiliary parts read. Defaults to
-            0 (first neck output: stride 4 for SMOKE and PGD-KITTI, 8 for
-            FCOS3D).
+            ``defaults.FEATURE_LEVEL``.
         descriptor_pool (int): Odd size ``k`` of the ``k x k`` average
-            pooling of object descriptors. Defaults to 5.
+            pooling of object descriptors. Defaults to
+            ``defaults.DESCRIPTOR_POOL``.
         qi_loss (dict, optional): Quasi-isometric loss on object descriptors
             (``loss(descriptors (N, C), depths (N, ))``), logged as
             ``loss_qi``. None disables it. Defaults to
@@ -116,9 +117,11 @@ class DepthDiscriminativeDetector(Base3DDetector):
             ``collect_shifted_pairs``, the rest build the loss. Defaults to
             None.
         min_depth (float): Objects nearer than this (metres) get no
-            descriptor and are not painted. Defaults to 2.
+            descriptor and are not painted. Defaults to
+            ``defaults.MIN_DEPTH``.
         max_depth (float): Objects farther than this (metres) get no
-            descriptor and are not painted. Defaults to 65.
+            descriptor and are not painted. Defaults to
+            ``defaults.MAX_DEPTH``.
         ignore_classes (Sequence[int]): ``labels_3d`` that get no
             descriptor. Defaults to ().
         pair_scope (str): ``'batch'`` forms descriptor pairs across the
@@ -139,14 +142,14 @@ class DepthDiscriminativeDetector(Base3DDetector):
 
     def __init__(self,
                  detector: Union[ConfigType, nn.Module],
-                 feature_level: int = 0,
-                 descriptor_pool: int = 5,
+                 feature_level: int = FEATURE_LEVEL,
+                 descriptor_pool: int = DESCRIPTOR_POOL,
                  qi_loss: LossCfg = dict(type='QuasiIsometricLoss'),
                  depth_map_head: LossCfg = dict(type='ObjectDepthMapHead'),
                  metric_loss: LossCfg = None,
                  dense_metric_loss: LossCfg = None,
-                 min_depth: float = 2.,
-                 max_depth: float = 65.,
+                 min_depth: float = MIN_DEPTH,
+                 max_depth: float = MAX_DEPTH,
                  ignore_classes: Sequence[int] = (),
                  pair_scope: str = 'batch',
                  gather_across_processes: bool = True,
@@ -171,7 +174,8 @@ class DepthDiscriminativeDetector(Base3DDetector):
         if not isinstance(descriptor_pool, int) or descriptor_pool < 1 \
                 or descriptor_pool % 2 == 0:
             raise ValueError('descriptor_pool must be a positive odd int '
-                             f'(e.g. 5), got {descriptor_pool!r}')
+                             f'(e.g. {DESCRIPTOR_POOL}), got '
+                             f'{descriptor_pool!r}')
         if pair_scope not in ('batch', 'image'):
             raise ValueError("pair_scope must be 'batch' or 'image', got "
                              f'{pair_scope!r}')

@@ -28,6 +28,8 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdet3d.registry import MODELS
+from ...structures import project_boxes_to_image
+from ..defaults import MAX_DEPTH, MIN_DEPTH
 
 Stride = Union[float, Tuple[float, float]]
 
@@ -90,32 +92,6 @@ def paint_object_depth_map(bboxes: Tensor, depths: Tensor,
                           depths.new_tensor(float('inf')))
     nearest = stacked.min(dim=0).values
     return torch.where(torch.isfinite(nearest), nearest, depth_map)
-
-
-def project_boxes_to_image(bboxes_3d, cam2img) -> Tensor:
-    """2D bounding rectangles of projected 3D boxes.
-
-    Args:
-        bboxes_3d (:obj:`CameraInstance3DBoxes`): Boxes in camera
-            coordinates (N boxes).
-        cam2img (array-like): Intrinsics, shape (3, 3), (3, 4) or (4, 4).
-
-    Returns:
-        Tensor: Boxes (x1, y1, x2, y2) in pixels, shape (N, 4). Boxes with a
-        corner behind the camera get NaN (skipped by the painter).
-    """
-    from mmdet3d.structures import points_cam2img
-
-    corners = bboxes_3d.corners.to(torch.float32)  # (N, 8, 3)
-    if corners.shape[0] == 0:
-        return corners.new_zeros((0, 4))
-    proj = torch.as_tensor(cam2img, dtype=torch.float32,
-                           device=corners.device)
-    uv = points_cam2img(corners.reshape(-1, 3), proj).reshape(-1, 8, 2)
-    boxes = torch.cat([uv.min(dim=1).values, uv.max(dim=1).values], dim=1)
-    behind = (corners[..., 2] <= 0).any(dim=1)
-    boxes[behind] = float('nan')
-    return boxes
 
 
 def _sample_boxes_and_depths(data_sample,
@@ -207,9 +183,9 @@ class ObjectDepthMapHead(BaseModule):
         feat_channels (int): Hidden channels. Defaults to 256.
         loss_weight (float): Weight of ``loss_obj_depth``. Defaults to 1.0.
         min_depth (float): Objects nearer than this (metres) are not painted
-            into the target. Defaults to 2.
+            into the target. Defaults to ``defaults.MIN_DEPTH``.
         max_depth (float): Objects farther than this (metres) are not
-            painted into the target. Defaults to 65.
+            painted into the target. Defaults to ``defaults.MAX_DEPTH``.
         init_std (float): Std of the normal init of both convs (biases 0).
             Defaults to 0.001.
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -220,8 +196,8 @@ class ObjectDepthMapHead(BaseModule):
                  in_channels: int,
                  feat_channels: int = 256,
                  loss_weight: float = 1.0,
-                 min_depth: float = 2.,
-                 max_depth: float = 65.,
+                 min_depth: float = MIN_DEPTH,
+                 max_depth: float = MAX_DEPTH,
                  init_std: float = 0.001,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         if init_cfg is None:

@@ -25,6 +25,7 @@ from torch.autograd.function import once_differentiable
 
 from mmdet3d.registry import MODELS
 
+from ..defaults import QI_B, QI_EPS, QI_K, QI_TEMPERATURE
 from .utils import check_object_inputs
 
 # Floors of a squared descriptor distance, absolute and relative to
@@ -127,8 +128,9 @@ class QuasiIsometricLoss(nn.Module):
       ``p_ij = exp(-u_ij / T)`` and ``S = sum_L exp(-l_ij / T)``, the value
       is ``loss_weight * mean_U -log(p_ij / (p_ij + S))`` (zero when ``U``
       or ``L`` is empty or the value is not finite). The release used
-      ``K=1.5, B=0.5, eps=10, temperature=10, loss_weight=0.5,
-      detach_target=True``. **Caveat:** ``S`` grows when ``l_ij``
+      the constants of :mod:`ddml.models.defaults` (``K``, ``B``,
+      ``eps``, ``temperature``) with ``loss_weight=0.5`` and
+      ``detach_target=True``. **Caveat:** ``S`` grows when ``l_ij``
       shrinks, so minimising this form *increases* ``l_ij``, i.e. it pulls
       the lower-bound violators (pairs already too close in descriptor
       space) even closer together, the opposite of the lower bound. This
@@ -144,13 +146,14 @@ class QuasiIsometricLoss(nn.Module):
 
     Args:
         K (float): Multiplicative quasi-isometry constant, >= 1.
-            Defaults to 1.5.
+            Defaults to ``defaults.QI_K``.
         B (float): Additive quasi-isometry constant, >= 0, in descriptor
-            units. Defaults to 0.5.
-        eps (float): Neighbourhood radius in metres, > 0. Defaults to 10.0.
+            units. Defaults to ``defaults.QI_B``.
+        eps (float): Neighbourhood radius in metres, > 0. Defaults to
+            ``defaults.QI_EPS``.
         mode (str): ``'hinge'`` or ``'official'``. Defaults to ``'hinge'``.
         temperature (float): Temperature ``T`` of ``'official'`` mode, > 0.
-            Unused by ``'hinge'``. Defaults to 10.0.
+            Unused by ``'hinge'``. Defaults to ``defaults.QI_TEMPERATURE``.
         detach_target (bool): If True, ``e_ij = ||f_i - stopgrad(f_j)||``
             for ``i < j``, so only the first descriptor of a pair receives
             gradient. Defaults to False.
@@ -175,11 +178,11 @@ class QuasiIsometricLoss(nn.Module):
     """
 
     def __init__(self,
-                 K: float = 1.5,
-                 B: float = 0.5,
-                 eps: float = 10.0,
+                 K: float = QI_K,
+                 B: float = QI_B,
+                 eps: float = QI_EPS,
                  mode: str = 'hinge',
-                 temperature: float = 10.0,
+                 temperature: float = QI_TEMPERATURE,
                  detach_target: bool = False,
                  loss_weight: float = 1.0,
                  chunk_size: Optional[int] = None) -> None:
@@ -190,16 +193,16 @@ class QuasiIsometricLoss(nn.Module):
         if not (math.isfinite(K) and K >= 1):
             raise ValueError(f'K must be a finite number >= 1 (a '
                              f'quasi-isometry constant), got {K}; '
-                             'use e.g. K=1.5.')
+                             f'use e.g. K={QI_K}.')
         if not (math.isfinite(B) and B >= 0):
             raise ValueError(f'B must be a finite number >= 0, got {B}; '
-                             'use e.g. B=0.5.')
+                             f'use e.g. B={QI_B}.')
         if not (math.isfinite(eps) and eps > 0):
             raise ValueError(f'eps must be a finite positive radius in '
-                             f'metres, got {eps}; use e.g. eps=10.0.')
+                             f'metres, got {eps}; use e.g. eps={QI_EPS}.')
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f'temperature must be a finite number > 0, '
-                             f'got {temperature}; use e.g. 10.0.')
+                             f'got {temperature}; use e.g. {QI_TEMPERATURE}.')
         if not math.isfinite(loss_weight):
             raise ValueError(f'loss_weight must be finite, got '
                              f'{loss_weight}.')
