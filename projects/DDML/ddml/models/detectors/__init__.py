@@ -1,3 +1,4 @@
 from .depth_discriminative import DepthDiscriminativeDetector
+from .monodle import MonoDLE
 
-__all__ = ['DepthDiscriminativeDetector']
+__all__ = ['DepthDiscriminativeDetector', 'MonoDLE']

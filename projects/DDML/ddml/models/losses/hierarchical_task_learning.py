@@ -197,6 +197,7 @@ class HierarchicalTaskLearning(nn.Module):
                 self.weights.copy_(self.compute_weights(epoch))
             values = torch.stack(
                 [losses[t].detach().reshape(()) for t in self.tasks])
-            self.epoch_sum.add_(values.to(self.epoch_sum))
-            self.epoch_count.add_(1)
+            if bool(torch.isfinite(values).all()):  # skip a broken batch
+                self.epoch_sum.add_(values.to(self.epoch_sum))
+                self.epoch_count.add_(1)
         return {t: self.weights[i] for i, t in enumerate(self.tasks)}
