@@ -16,7 +16,8 @@
 #                         build; needs TORCH_CUDA_ARCH_LIST then)
 #   CUDA_HOME, CUDA_PATH  the CUDA toolkit, looked up as torch's
 #                         cpp_extension does (then `nvcc` on PATH, then
-#                         /usr/local/cuda)
+#                         /usr/local/cuda), see ddml_cuda_home
+#   DDML_CUDA_DEFAULT_HOME  toolkit tried last (default: /usr/local/cuda)
 #   TORCH_CUDA_ARCH_LIST  compute capabilities to compile mmcv for; default:
 #                         those of the local GPUs (nvidia-smi)
 #   DDML_TORCH_INDEX_URL  pip index for a CUDA torch; default: PyTorch's
@@ -68,19 +69,45 @@ ddml_compute_caps() {
   printf '%s\n' "$caps"
 }
 
-# The CUDA toolkit root as torch.utils.cpp_extension finds it (CUDA_HOME,
-# CUDA_PATH, dirname of `nvcc` on PATH, /usr/local/cuda), which is the one
-# mmcv's build will use; prints nothing when there is none.
+# Whether a folder is a CUDA toolkit root: bin/nvcc and the runtime headers
+# (include/, or targets/<arch>/include/ as conda lays them out).
+ddml_is_toolkit() {
+  [ -x "$1/bin/nvcc" ] || return 1
+  [ -e "$1/include/cuda_runtime.h" ] && return 0
+  compgen -G "$1/targets/*/include/cuda_runtime.h" >/dev/null
+}
+
+# The CUDA toolkit root for mmcv's build, looked up as
+# torch.utils.cpp_extension does (CUDA_HOME, CUDA_PATH, dirname of `nvcc`
+# on PATH, /usr/local/cuda), except that an `nvcc` on PATH outside a
+# toolkit (a wrapper script or a symlink in /usr/local/bin) leads to the
+# toolkit it stands for; install_stack.sh passes the result to the build as
+# CUDA_HOME. Prints nothing when there is none.
 ddml_cuda_home() {
-  local nvcc
+  local nvcc='' home default=${DDML_CUDA_DEFAULT_HOME:-/usr/local/cuda}
   if [ -n "${CUDA_HOME:-}" ]; then
     printf '%s\n' "$CUDA_HOME"
+    return 0
   elif [ -n "${CUDA_PATH:-}" ]; then
     printf '%s\n' "$CUDA_PATH"
-  elif nvcc=$(command -v nvcc 2>/dev/null); then
-    dirname "$(dirname "$nvcc")"
-  elif [ -d /usr/local/cuda ]; then
-    printf '%s\n' /usr/local/cuda
+    return 0
+  fi
+  if nvcc=$(command -v nvcc 2>/dev/null); then
+    home=$(dirname "$(dirname "$nvcc")")
+    if ddml_is_toolkit "$home"; then
+      printf '%s\n' "$home"
+      return 0
+    fi
+    home=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
+    if ddml_is_toolkit "$home"; then
+      printf '%s\n' "$home"
+      return 0
+    fi
+  fi
+  if ddml_is_toolkit "$default"; then
+    printf '%s\n' "$default"
+  elif [ -n "$nvcc" ]; then
+    dirname "$(dirname "$nvcc")"  # torch's guess; the plan reports it
   fi
   return 0
 }
@@ -135,7 +162,7 @@ ddml_cuda_plan() {
 
   if [ -z "$DDML_NVCC" ] || [ ! -x "$DDML_NVCC" ]; then
     {
-      echo "ERROR: a CUDA GPU is present$driver_note but nvcc, the CUDA"
+      echo "ERROR: this is a CUDA machine$driver_note, but nvcc, the CUDA"
       echo "compiler that builds mmcv's CUDA ops, was not found"
       echo "(looked at \$CUDA_HOME, \$CUDA_PATH, nvcc on PATH and"
       echo "/usr/local/cuda${DDML_NVCC:+; $DDML_NVCC does not exist})."
@@ -151,6 +178,17 @@ ddml_cuda_plan() {
       esac
       echo "  export CUDA_HOME=/usr/local/cuda-$example"
       echo "  export PATH=\$CUDA_HOME/bin:\$PATH"
+      echo "then run make install again. $cpu_hint"
+    } >&2
+    return 1
+  fi
+  if ! ddml_is_toolkit "$DDML_CUDA_HOME"; then
+    case "$torch_cuda" in ''|none) example=12.8 ;; *) example=$torch_cuda ;; esac
+    {
+      echo "ERROR: $DDML_CUDA_HOME is not a CUDA toolkit root: it has bin/nvcc but"
+      echo "no include/cuda_runtime.h, so mmcv's CUDA ops would not compile."
+      echo "Point CUDA_HOME at the toolkit root, e.g."
+      echo "  export CUDA_HOME=/usr/local/cuda-$example"
       echo "then run make install again. $cpu_hint"
     } >&2
     return 1

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 CUDA_ENV = REPO / 'tools' / 'cuda_env.sh'
 INSTALL = REPO / 'tools' / 'install_stack.sh'
 TOOLS = ('bash', 'sed', 'grep', 'sort', 'paste', 'head', 'tr', 'dirname',
-         'cat', 'printf')
+         'cat', 'printf', 'readlink')
 
 BANNER = """\
 Mon Nov 30 13:00:00 2026
@@ -60,9 +60,11 @@ class FakeMachine:
             found = shutil.which(tool)
             assert found, f'{tool} is needed by tools/cuda_env.sh'
             (self.bin / tool).symlink_to(found)
+        # the host's /usr/local/cuda must not leak into the tests
         self.env: Dict[str, str] = {
             'PATH': str(self.bin),
-            'HOME': str(tmp_path)
+            'HOME': str(tmp_path),
+            'DDML_CUDA_DEFAULT_HOME': str(tmp_path / 'no-default-toolkit')
         }
 
     def gpu(self, caps: Sequence[str] = ('9.0', ), driver_cuda: str = '12.8',
@@ -90,10 +92,15 @@ cat <<'OUT'
                 'communicate with the NVIDIA driver." >&2\nexit 9\n')
 
     def toolkit(self, cuda: str = '12.8', name: str = 'cuda',
-                archs: Optional[Sequence[str]] = None) -> Path:
-        """A CUDA toolkit root whose bin/nvcc reports ``cuda``."""
+                archs: Optional[Sequence[str]] = None,
+                headers: str = 'include') -> Path:
+        """A CUDA toolkit root whose bin/nvcc reports ``cuda``, with the
+        runtime header under ``headers`` ('' for none)."""
         home = self.root / name
         (home / 'bin').mkdir(parents=True)
+        if headers:
+            (home / headers).mkdir(parents=True)
+            (home / headers / 'cuda_runtime.h').write_text('')
         archs = ARCHS_12_8 if archs is None else archs
         _script(home / 'bin' / 'nvcc', f"""\
 case "$1" in
@@ -199,6 +206,42 @@ def test_plan_finds_nvcc_on_path_as_torch_does(machine):
     other = machine.toolkit('12.8', name='cuda-12.8')
     out = machine.plan('', CUDA_HOME=str(other))
     assert out['DDML_NVCC_CUDA'] == '12.8'
+
+
+def test_nvcc_wrapper_or_link_on_path_leads_to_the_toolkit(machine):
+    """An nvcc on PATH outside a toolkit (a wrapper script in
+    /usr/local/bin, a symlink) would give torch's guess CUDA_HOME=/usr/local
+    without headers; the toolkit it stands for is used instead."""
+    machine.gpu()
+    home = machine.toolkit('12.8', name='cuda-12.8')
+    links = machine.root / 'local' / 'bin'
+    links.mkdir(parents=True)
+    (links / 'nvcc').symlink_to(home / 'bin' / 'nvcc')
+    machine.env['PATH'] += os.pathsep + str(links)
+    out = machine.plan('')
+    assert out['rc'] == '0', out['stderr']
+    assert out['DDML_CUDA_HOME'] == str(home)
+    # a wrapper script: only the default toolkit is left
+    (links / 'nvcc').unlink()
+    _script(links / 'nvcc', f'exec "{home}/bin/nvcc" "$@"\n')
+    out = machine.plan('')
+    assert out['rc'] == '1'
+    assert 'is not a CUDA toolkit root' in out['stderr']
+    out = machine.plan('', DDML_CUDA_DEFAULT_HOME=str(home))
+    assert out['rc'] == '0', out['stderr']
+    assert out['DDML_CUDA_HOME'] == str(home)
+
+
+def test_toolkit_without_headers_stops(machine):
+    machine.gpu()
+    bare = machine.toolkit('12.8', name='bare', headers='')
+    out = machine.plan(CUDA_HOME=str(bare))
+    assert out['rc'] == '1'
+    assert f'{bare} is not a CUDA toolkit root' in out['stderr']
+    # conda's layout keeps the headers under targets/<arch>/include
+    conda = machine.toolkit('12.8', name='conda',
+                            headers='targets/x86_64-linux/include')
+    assert machine.plan(CUDA_HOME=str(conda))['rc'] == '0'
 
 
 def test_missing_nvcc_stops_with_what_to_install(machine):
