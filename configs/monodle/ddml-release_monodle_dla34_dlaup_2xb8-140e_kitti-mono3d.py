@@ -1,0 +1,24 @@
+# MonoDLE + DDML with the settings of the authors' release (Choi, Shin, Im,
+# NeurIPS 2023; their code is built on MonoDLE's): the quasi-isometric loss
+# in its released form (mode='official', temperature 10, weight 0.5, the
+# second descriptor of a pair detached) with K=1.5, B=0.5, eps=10 m, and
+# the object-wise depth-map head with weight 1. See the caveat of
+# mode='official' in QuasiIsometricLoss's docstring.
+_base_ = ['./monodle_dla34_dlaup_2xb8-140e_kitti-mono3d.py']
+
+model = dict(
+    _delete_=True,
+    type='DepthDiscriminativeDetector',
+    detector={{_base_.model}},
+    feature_level=0,
+    descriptor_pool=5,
+    qi_loss=dict(
+        type='QuasiIsometricLoss',
+        K=1.5,
+        B=0.5,
+        eps=10.0,
+        mode='official',
+        temperature=10.0,
+        detach_target=True,
+        loss_weight=0.5),
+    depth_map_head=dict(type='ObjectDepthMapHead', loss_weight=1.0))

@@ -1,0 +1,130 @@
+# MonoDLE (Ma et al., "Delving into Localization Errors for Monocular 3D
+# Object Detection", CVPR 2021) on KITTI, 3 classes, with the model, the
+# schedule and the augmentation of the authors' release
+# (github.com/xinzhuma/monodle, experiments/example/kitti_example.yaml and
+# lib/): DLA-34 + DLA-up (BN, no deformable convolutions), 1280x384 input,
+# batch 16 (2 GPUs x 8), Adam lr 1.25e-3 with weight decay 1e-5 (none on
+# biases), a 5-epoch cosine warm-up from 1e-5, x0.1 at epochs 90 and 120,
+# 140 epochs, seed 444; random flip (0.5) and random shift/scale (0.5).
+# Differences from the release, all from using mmdet3d's parts:
+# - DLANeck is CenterNet's DLA-up + IDA-up (its nodes sum, the release's
+#   concatenate, and a final IDA-up merges strides 4-16);
+# - RandomShiftScale draws shift and scale uniformly from
+#   {-0.2, -0.1, 0, 0.1, 0.2} and {0.6, 0.7, ..., 1.4}; the release draws
+#   clip(N(0, 0.1), +-0.2) and clip(N(1, 0.4), 0.6, 1.4);
+# - 3D sizes are regressed as residuals to the class means (the release's
+#   yaml sets meanshape: False, i.e. absolute sizes; set
+#   bbox_coder.mean_sizes to zeros for that).
+_base_ = [
+    'mmdet3d::_base_/datasets/kitti-mono3d.py',
+    'mmdet3d::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['ddml'], allow_failed_imports=False)
+
+# mean (l, h, w) of Pedestrian, Cyclist, Car (mmdet3d's class order), from
+# the release's cls_mean_size
+mean_sizes = ((0.84422524, 1.76255119, 0.66068622),
+              (1.76282397, 1.73698127, 0.59706367),
+              (3.52588311, 1.52563191, 1.62856739))
+img_scale = (1280, 384)
+
+model = dict(
+    type='MonoDLE',
+    data_preprocessor=dict(
+        type='Det3DDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=32),
+    backbone=dict(
+        type='DLANet',
+        depth=34,
+        in_channels=3,
+        norm_cfg=dict(type='BN'),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='http://dl.yf.io/dla/models/imagenet/dla34-ba72cf86.pth'
+        )),
+    neck=dict(
+        type='DLANeck',
+        in_channels=[16, 32, 64, 128, 256, 512],
+        start_level=2,
+        end_level=5,
+        norm_cfg=dict(type='BN'),
+        use_dcn=False),
+    bbox_head=dict(
+        type='MonoDLEHead',
+        num_classes=3,
+        in_channels=64,
+        feat_channels=256,
+        bbox_coder=dict(
+            type='MonoDLECoder', mean_sizes=mean_sizes, num_heading_bins=12),
+        min_depth=2.0,  # the release leaves out objects nearer than 2 m
+        max_depth=65.0,  # and farther than 65 m
+        skip_3d_on_affine_aug=True),
+    test_cfg=dict(topk=50, local_maximum_kernel=3, score_thr=0.2,
+                  pred_2d=True))
+
+train_pipeline = [
+    dict(type='LoadImageFromFileMono3D'),
+    dict(
+        type='LoadAnnotations3D',
+        with_bbox=True,
+        with_label=True,
+        with_attr_label=False,
+        with_bbox_3d=True,
+        with_label_3d=True,
+        with_bbox_depth=True),
+    dict(type='RandomFlip3D', flip_ratio_bev_horizontal=0.5),
+    dict(type='RandomShiftScale', shift_scale=(0.2, 0.4), aug_prob=0.5),
+    dict(type='AffineResize', img_scale=img_scale, down_ratio=4),
+    dict(
+        type='Pack3DDetInputs',
+        keys=[
+            'img', 'gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d',
+            'gt_labels_3d', 'centers_2d', 'depths'
+        ]),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFileMono3D'),
+    dict(type='AffineResize', img_scale=img_scale, down_ratio=4),
+    dict(type='Pack3DDetInputs', keys=['img'])
+]
+train_dataloader = dict(
+    batch_size=8, num_workers=4, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+max_epochs = 140
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+# The optimizer's lr is the warm-up's start; the cosine schedule rises to
+# eta_min = 1.25e-3 over epochs 0-5, lr(e) = 1e-5 + (1.25e-3 - 1e-5) *
+# (1 - cos(pi e / 5)) / 2, the release's CosineWarmupLR.
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='Adam', lr=1e-5, weight_decay=1e-5),
+    paramwise_cfg=dict(bias_decay_mult=0.),
+    clip_grad=None)
+param_scheduler = [
+    dict(
+        type='CosineAnnealingLR',
+        T_max=5,
+        eta_min=1.25e-3,
+        begin=0,
+        end=6,
+        by_epoch=True),
+    dict(
+        type='MultiStepLR',
+        milestones=[90, 120],
+        gamma=0.1,
+        begin=0,
+        end=max_epochs,
+        by_epoch=True)
+]
+auto_scale_lr = dict(enable=False, base_batch_size=16)
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10))
+randomness = dict(seed=444)
