@@ -379,6 +379,11 @@ def test_misconfiguration_errors():
         tiny_wrapper(pair_scope='global')
     with pytest.raises(ValueError, match='descriptor_pool'):
         tiny_wrapper(descriptor_pool=4)
+    with pytest.raises(TypeError, match='forward_shifted_pairs'):
+        tiny_wrapper(dense_metric_loss=RecordingLoss())
+    with pytest.raises(ValueError, match='min_depth .* max_depth'):
+        tiny_wrapper(depth_map_head=dict(type='ObjectDepthMapHead',
+                                         min_depth=70.))
     wrapper = tiny_wrapper(feature_level=2)
     with pytest.raises(IndexError, match='feature_level=2.*0..0'):
         wrapper.loss(make_inputs(2), make_samples())
@@ -403,6 +408,68 @@ def test_misconfiguration_errors():
 
     with pytest.raises(TypeError, match='extract_feat'):
         DepthDiscriminativeDetector(detector=NoFeat())
+
+
+def _painted_depths(wrapper, objects):
+    """The depths in the depth map head's targets during ``loss``."""
+    head = wrapper.depth_map_head
+    recorded = []
+    loss_by_feat = head.loss_by_feat
+
+    def record(depth_logits, log_vars, targets):
+        recorded.append(targets)
+        return loss_by_feat(depth_logits, log_vars, targets)
+
+    head.loss_by_feat = record
+    wrapper.loss(make_inputs(len(objects)), make_samples(objects))
+    assert len(recorded) == 1
+    return sorted(set(recorded[0].unique().tolist()) - {0.})
+
+
+def test_depth_map_head_range_in_config_changes_what_is_painted():
+    # a car at 20 m and one at 10 m, side by side
+    objects = [[CAR, _moved(CAR, x=-4., z=10.)]]
+    assert _painted_depths(tiny_wrapper(), objects) == [10., 20.]
+    # the head's own range, set in its config, decides its targets
+    head_cfg = dict(type='ObjectDepthMapHead', min_depth=15.)
+    wrapper = tiny_wrapper(depth_map_head=head_cfg)
+    assert wrapper.depth_map_head.min_depth == 15.
+    assert _painted_depths(wrapper, objects) == [20.]
+    head_cfg = dict(type='ObjectDepthMapHead', max_depth=15.)
+    assert _painted_depths(tiny_wrapper(depth_map_head=head_cfg),
+                           objects) == [10.]
+    # without one, the head takes the wrapper's range
+    wrapper = tiny_wrapper(min_depth=15.)
+    assert wrapper.depth_map_head.min_depth == 15.
+    assert _painted_depths(wrapper, objects) == [20.]
+
+
+def test_the_steps_of_loss_are_methods():
+    """loss = loss_by_feat(extract_feat(...)); its steps give the feature
+    map and its stride, the object descriptors and the depth targets."""
+    torch.manual_seed(0)
+    wrapper = tiny_wrapper()
+    objects = [[CAR, _moved(CAR, z=30., x=2.)], [_moved(CAR, z=10.)]]
+    inputs, samples = make_inputs(2), make_samples(objects)
+    feats = wrapper.extract_feat(inputs)
+    feat, stride = wrapper.aux_feature_map(feats, inputs)
+    assert feat is feats[0] and stride == (4., 4.)
+    descriptors = wrapper.object_descriptors(feat, stride, samples)
+    assert descriptors.descriptors.shape == (3, 6)
+    assert descriptors.descriptors.dtype == torch.float32
+    assert descriptors.depths.tolist() == pytest.approx([20., 30., 10.])
+    assert descriptors.image_ids.tolist() == [0, 0, 1]
+    targets = wrapper.depth_map_targets(feat, stride, samples)
+    assert targets.shape == (2, H // 4, W // 4)
+    assert set(targets.unique().tolist()) == {0., 10., 20., 30.}
+    by_feat = wrapper.loss_by_feat(feats, inputs, samples)
+    full = wrapper.loss(inputs, samples)
+    assert set(by_feat) == set(full) == AUX_KEYS | {'loss_cls'}
+    for key, value in full.items():
+        assert torch.equal(by_feat[key], value), key
+    aux = wrapper.loss_auxiliary(feat, stride, samples)
+    for key in AUX_KEYS:
+        assert torch.equal(aux[key], full[key]), key
 
 
 def test_inference_delegates_and_checkpoint_keys():

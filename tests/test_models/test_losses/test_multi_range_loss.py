@@ -1,11 +1,10 @@
-"""Tests of MultiRangeDepthMetricLoss and collect_shifted_pairs."""
-import math
-
+"""Tests of MultiRangeDepthMetricLoss (its shift-and-pair sampling:
+tests/test_models/test_targets.py)."""
 import pytest
 import torch
 
-from ddml.models.losses import (MultiRangeDepthMetricLoss,
-                                collect_shifted_pairs)
+from ddml.models.losses import MultiRangeDepthMetricLoss
+from ddml.models.targets import collect_shifted_pairs
 
 NAN, INF = float('nan'), float('inf')
 
@@ -168,106 +167,16 @@ def test_registry_build():
     assert loss.neg_bounds == (0.5, ) and loss.margins == (2.0, )
 
 
-# ---------------------------------------------------------------------------
-# collect_shifted_pairs
-# ---------------------------------------------------------------------------
-
-
-def test_shifted_pairs_single_image():
-    # feats = 10 * y + x, depth = 1 + 4 * y + x on a 3 x 4 map.
-    ys, xs = torch.meshgrid(
-        torch.arange(3.0), torch.arange(4.0), indexing='ij')
-    feats = (10 * ys + xs)[None, None].clone().requires_grad_(True)
-    depth = (1 + 4 * ys + xs)[None].clone()
-    depth[0, 0, 1] = 0.0  # invalid sample (x=1, y=0)
-    depth[0, 2, 2] = NAN  # invalid anchor (x=2, y=2)
-    fa, fs, za, zs = collect_shifted_pairs(
-        feats, depth, shifts=((-2, -1), ), cross_image=True)
-    # Anchors x in {2, 3}, y in {1, 2}; (3,1)->(1,0) and (2,2)->(0,1) are
-    # dropped; B == 1 adds no cross-image pair.
-    assert fa.flatten().tolist() == [12.0, 23.0]
-    assert fs.flatten().tolist() == [0.0, 11.0]
-    assert za.tolist() == [7.0, 12.0]
-    assert zs.tolist() == [1.0, 6.0]
-    (fa.sum() + 2 * fs.sum()).backward()
-    grad = feats.grad[0, 0]
-    assert grad[1, 2] == 1 and grad[2, 3] == 1
-    assert grad[0, 0] == 2 and grad[1, 1] == 2
-    assert grad.sum() == 6
-
-
-def test_shifted_pairs_unit_size_two():
-    feats = torch.arange(50.0).reshape(1, 2, 5, 5).requires_grad_(True)
-    depth = torch.full((1, 5, 5), 2.0)
-    depth[0, 4, :] = 1000.0  # border remainder: dropped
-    depth[0, :, 4] = 1000.0
-    depth[0, 0, 0] = 4.0  # unit (0, 0): only this cell valid
-    depth[0, 0, 1] = 0.0
-    depth[0, 1, 0] = -1.0
-    depth[0, 1, 1] = NAN
-    depth[0, 2:4, 2:4] = 0.0  # unit (1, 1): no valid depth
-    fa, fs, za, zs = collect_shifted_pairs(
-        feats, depth, unit_size=2, shifts=((1, 0), (0, 1)),
-        cross_image=False)
-    # Unit means (channel 0): (0,0)=3, (1,0)=5, (0,1)=13, (1,1)=15;
-    # channel 1 adds 25. Pairs: (0,0)->(1,0) and (0,0)->(0,1).
-    assert fa.tolist() == [[3.0, 28.0], [3.0, 28.0]]
-    assert fs.tolist() == [[5.0, 30.0], [13.0, 38.0]]
-    assert za.tolist() == [4.0, 4.0]
-    assert zs.tolist() == [2.0, 2.0]
-    fa.sum().backward()
-    assert torch.allclose(feats.grad[0, :, :2, :2], torch.tensor(0.5))
-    assert feats.grad[0, :, 4, :].abs().sum() == 0
-    assert feats.grad[0, :, :, 4].abs().sum() == 0
-
-
-def test_shifted_pairs_cross_image():
-    feats = (10 * torch.arange(3.0)[:, None] +
-             torch.arange(2.0)[None]).reshape(3, 1, 1, 2)
-    depth = (1 + torch.arange(3.0)[:, None] +
-             torch.arange(2.0)[None] / 10).reshape(3, 1, 2)
-    depth[2, 0, 1] = INF
-    fa, fs, za, zs = collect_shifted_pairs(
-        feats, depth, shifts=(), cross_image=True)
-    # Image b pairs with (b + 1) % 3 at the same unit.
-    assert fa.flatten().tolist() == [0.0, 1.0, 10.0, 20.0]
-    assert fs.flatten().tolist() == [10.0, 11.0, 20.0, 0.0]
-    assert za.tolist() == pytest.approx([1.0, 1.1, 2.0, 3.0])
-    assert zs.tolist() == pytest.approx([2.0, 2.1, 3.0, 1.0])
-
-
-def test_shifted_pairs_empty():
-    feats = torch.randn(1, 3, 2, 2, requires_grad=True)
-    depth = torch.ones(1, 2, 2)
-    # Single image, no cross pairs; a shift beyond the map gives nothing.
-    fa, fs, za, zs = collect_shifted_pairs(
-        feats, depth, shifts=((-5, 0), ), cross_image=True)
-    assert fa.shape == (0, 3) and fs.shape == (0, 3)
-    assert za.shape == (0, ) and zs.shape == (0, )
-    value = MultiRangeDepthMetricLoss()(fa, fs, za, zs)
-    assert value.item() == 0
-
-
-def test_shifted_pairs_feed_the_loss():
-    gen = torch.Generator().manual_seed(0)
+def test_forward_shifted_pairs_is_the_loss_of_the_shifted_pairs():
+    gen = torch.Generator().manual_seed(1)
     feats = torch.randn(2, 4, 8, 8, generator=gen, requires_grad=True)
     depth = torch.rand(2, 8, 8, generator=gen) * 40
-    pairs = collect_shifted_pairs(feats, depth, unit_size=2)
-    # 4 x 4 units; shift (-2, -1): anchors x in {2, 3}, y in {1, 2, 3},
-    # 6 per image; cross-image: 16 per image.
-    assert pairs[0].shape == (2 * 6 + 2 * 16, 4)
-    value = MultiRangeDepthMetricLoss()(*pairs)
+    depth[:, :2] = 0.  # background rows are not paired
+    loss = MultiRangeDepthMetricLoss()
+    options = dict(unit_size=2, shifts=((-2, -1), (1, 0)), cross_image=True)
+    value = loss.forward_shifted_pairs(feats, depth, **options)
+    expected = loss(*collect_shifted_pairs(feats, depth, **options))
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert value.item() > 0
     value.backward()
-    assert math.isfinite(value.item())
     assert feats.grad.abs().sum() > 0
-
-
-def test_shifted_pairs_bad_arguments():
-    with pytest.raises(ValueError, match='unit_size'):
-        collect_shifted_pairs(torch.zeros(1, 1, 2, 2), torch.ones(1, 2, 2),
-                              unit_size=0)
-    with pytest.raises(ValueError, match='depth'):
-        collect_shifted_pairs(torch.zeros(1, 1, 2, 2), torch.ones(1, 3, 2))
-    with pytest.raises(ValueError, match='shift'):
-        collect_shifted_pairs(torch.zeros(1, 1, 2, 2), torch.ones(1, 2, 2),
-                              shifts=((1, ), ))

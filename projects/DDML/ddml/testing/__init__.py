@@ -1,7 +1,8 @@
 """Helpers for tests and benchmarks (as ``mmdet3d.testing``).
 
 * :func:`make_samples`: hand-made ``Det3DDataSample``s with 3D boxes,
-  projected centres, depths and 2D boxes;
+  projected centres, depths and 2D boxes; :func:`make_box_depth_sample`:
+  one with only 2D boxes and depths (what the object depth map reads);
 * :func:`build_root_from_v2_info`, :func:`build_root_from_v1_info`: a KITTI
   root for one frame, rebuilt from its mmdet3d info;
   :func:`compare_infos` compares two info trees;
@@ -12,10 +13,10 @@ by configs only, so importing this package registers nothing.
 """
 from .kitti_roots import (build_root_from_v1_info, build_root_from_v2_info,
                           compare_infos)
-from .samples import make_samples
+from .samples import make_box_depth_sample, make_samples
 from .train_configs import write_train_config
 
 __all__ = [
     'build_root_from_v1_info', 'build_root_from_v2_info', 'compare_infos',
-    'make_samples', 'write_train_config'
+    'make_box_depth_sample', 'make_samples', 'write_train_config'
 ]

@@ -13,7 +13,7 @@ from mmdet3d.structures import (Box3DMode, CameraInstance3DBoxes,
                                 Det3DDataSample, points_cam2img)
 from ..structures import project_boxes_to_image
 
-__all__ = ['make_samples']
+__all__ = ['make_samples', 'make_box_depth_sample']
 
 
 def make_samples(objects, cam2img, img_shape, code_size=7, stride=4):
@@ -49,7 +49,7 @@ def make_samples(objects, cam2img, img_shape, code_size=7, stride=4):
             boxes = torch.cat([boxes, torch.zeros(len(boxes), 2)], dim=1)
         boxes_3d = CameraInstance3DBoxes(boxes, box_dim=code_size)
         labels = torch.tensor([o[7] for o in objs], dtype=torch.long)
-        intrinsics = torch.tensor(cam2img)
+        intrinsics = torch.tensor(cam2img, dtype=torch.float32)
         centers = points_cam2img(boxes_3d.gravity_center, intrinsics)
         bboxes = project_boxes_to_image(
             boxes_3d, intrinsics, img_shape=(h, w), behind='keep')
@@ -65,3 +65,33 @@ def make_samples(objects, cam2img, img_shape, code_size=7, stride=4):
         sample.gt_instances = gt
         samples.append(sample)
     return samples
+
+
+def make_box_depth_sample(bboxes, depths, bboxes_3d=None, cam2img=None):
+    """A Det3DDataSample with only 2D boxes and depths (and optionally 3D
+    boxes and intrinsics): the ground truth the object depth map reads.
+
+    Args:
+        bboxes: ``(x1, y1, x2, y2)`` boxes in input pixels, (N, 4) nested
+            lists (or empty).
+        depths: the objects' depths in metres, N values (or another count
+            to test the fallback to projected 3D boxes).
+        bboxes_3d (:obj:`CameraInstance3DBoxes`, optional): 3D boxes.
+        cam2img: intrinsics in the metainfo (nested lists), optional.
+
+    Returns:
+        :obj:`Det3DDataSample`: With ``gt_instances.bboxes`` and
+        ``gt_instances_3d.depths`` (and ``bboxes_3d``).
+    """
+    sample = Det3DDataSample()
+    if cam2img is not None:
+        sample.set_metainfo(dict(cam2img=cam2img))
+    gt = InstanceData()
+    gt.bboxes = torch.tensor(bboxes, dtype=torch.float32).reshape(-1, 4)
+    sample.gt_instances = gt
+    gt3d = InstanceData()
+    gt3d.depths = torch.tensor(depths, dtype=torch.float32)
+    if bboxes_3d is not None:
+        gt3d.bboxes_3d = bboxes_3d
+    sample.gt_instances_3d = gt3d
+    return sample

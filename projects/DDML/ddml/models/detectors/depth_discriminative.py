@@ -11,7 +11,15 @@ mode only, depth-discriminative losses on one of its feature maps:
 * ``loss_obj_depth``: :class:`ObjectDepthMapHead` against an object depth
   map painted from the GT 2D boxes;
 * ``loss_dense_metric``: :class:`MultiRangeDepthMetricLoss` on feature cells
-  paired by :func:`collect_shifted_pairs` using the painted depth map.
+  paired by shifting the map (``forward_shifted_pairs``) on the painted
+  depth map.
+
+A batch flows through :meth:`DepthDiscriminativeDetector.loss`:
+``extract_feat`` -> the wrapped head's ``loss`` -> ``aux_feature_map``
+(the map at ``feature_level`` and its stride) -> ``loss_auxiliary``
+(``object_descriptors`` -> QI / metric loss over their pairs; the depth map
+head's ``loss``; ``depth_map_targets`` -> the dense metric loss). Targets
+(painting, shift-and-pair sampling) come from :mod:`ddml.models.targets`.
 
 In ``predict`` and ``tensor`` modes it *is* the wrapped detector: the call is
 forwarded unchanged and no auxiliary module runs. Checkpoint keys of the
@@ -39,7 +47,7 @@ from mmdet3d.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..defaults import DESCRIPTOR_POOL, FEATURE_LEVEL, MAX_DEPTH, MIN_DEPTH
 from ..descriptors import (ObjectDescriptors, collect_object_descriptors,
                            gather_object_descriptors, infer_feature_stride)
-from ..heads.object_depth_map_head import paint_batch_depth_targets
+from ..targets import paint_batch_depth_targets
 
 LossCfg = Optional[Union[dict, nn.Module]]
 
@@ -47,7 +55,7 @@ LossCfg = Optional[Union[dict, nn.Module]]
 AUX_LOSS_KEYS = ('loss_qi', 'loss_metric', 'loss_obj_depth',
                  'loss_dense_metric')
 # Options of ``dense_metric_loss`` that configure the pair sampling and are
-# passed to ``collect_shifted_pairs`` instead of the loss.
+# passed to its ``forward_shifted_pairs`` instead of its constructor.
 DENSE_PAIR_KEYS = ('unit_size', 'shifts', 'cross_image')
 
 
@@ -104,24 +112,25 @@ class DepthDiscriminativeDetector(Base3DDetector):
             ``dict(type='QuasiIsometricLoss')``.
         depth_map_head (dict, optional): Auxiliary object depth map head,
             logged as ``loss_obj_depth``. ``in_channels`` defaults to the
-            wrapped ``bbox_head.in_channels``; ``min_depth``/``max_depth`` to
-            this wrapper's. None disables it. Defaults to
+            wrapped ``bbox_head.in_channels``; ``min_depth``/``max_depth``
+            (the depth range the head's targets are painted in) to this
+            wrapper's. None disables it. Defaults to
             ``dict(type='ObjectDepthMapHead')``.
         metric_loss (dict, optional): ``MultiRangeDepthMetricLoss`` applied
             to all pairs of object descriptors (``forward_all_pairs``),
             logged as ``loss_metric``. Defaults to None.
         dense_metric_loss (dict, optional): ``MultiRangeDepthMetricLoss``
-            applied to feature cells paired by ``collect_shifted_pairs`` on
-            the painted object depth map, logged as ``loss_dense_metric``.
-            The keys ``unit_size``, ``shifts`` and ``cross_image`` go to
-            ``collect_shifted_pairs``, the rest build the loss. Defaults to
-            None.
+            applied to feature cells paired by shifting the map
+            (``forward_shifted_pairs``) on the object depth map of
+            ``[min_depth, max_depth]``, logged as ``loss_dense_metric``.
+            The keys ``unit_size``, ``shifts`` and ``cross_image`` configure
+            the pairing, the rest build the loss. Defaults to None.
         min_depth (float): Objects nearer than this (metres) get no
-            descriptor and are not painted. Defaults to
+            descriptor and are not painted for ``dense_metric_loss`` (nor,
+            unless it sets its own, by the depth map head). Defaults to
             ``defaults.MIN_DEPTH``.
-        max_depth (float): Objects farther than this (metres) get no
-            descriptor and are not painted. Defaults to
-            ``defaults.MAX_DEPTH``.
+        max_depth (float): Objects farther than this (metres), likewise.
+            Defaults to ``defaults.MAX_DEPTH``.
         ignore_classes (Sequence[int]): ``labels_3d`` that get no
             descriptor. Defaults to ().
         pair_scope (str): ``'batch'`` forms descriptor pairs across the
@@ -207,10 +216,23 @@ class DepthDiscriminativeDetector(Base3DDetector):
             }
         self.dense_metric_loss = _build_registered(dense_metric_loss,
                                                    'dense_metric_loss')
+        if self.dense_metric_loss is not None and not hasattr(
+                self.dense_metric_loss, 'forward_shifted_pairs'):
+            raise TypeError(
+                'dense_metric_loss must provide forward_shifted_pairs(feats, '
+                'depth, unit_size, shifts, cross_image) (e.g. '
+                'MultiRangeDepthMetricLoss), '
+                f'{type(self.dense_metric_loss).__name__} does not')
         if isinstance(depth_map_head, dict):
             depth_map_head = self._complete_head_cfg(depth_map_head)
         self.depth_map_head = _build_registered(depth_map_head,
                                                 'depth_map_head')
+        if self.depth_map_head is not None and not callable(
+                getattr(self.depth_map_head, 'loss', None)):
+            raise TypeError(
+                'depth_map_head must provide loss(feat, batch_data_samples, '
+                'stride) (e.g. ObjectDepthMapHead), '
+                f'{type(self.depth_map_head).__name__} does not')
 
     # ------------------------------------------------------------------
     # construction helpers
@@ -299,6 +321,10 @@ class DepthDiscriminativeDetector(Base3DDetector):
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Baseline losses (unchanged keys and values) plus DDML's.
 
+        The route of a batch: :meth:`extract_feat` once, then
+        :meth:`loss_by_feat` (the wrapped head's losses, then
+        :meth:`aux_feature_map` and :meth:`loss_auxiliary`).
+
         Args:
             batch_inputs_dict (dict): Preprocessed inputs with ``imgs``,
                 shape (B, 3, H, W).
@@ -312,17 +338,31 @@ class DepthDiscriminativeDetector(Base3DDetector):
             ``loss_qi``, ``loss_metric``, ``loss_obj_depth``,
             ``loss_dense_metric`` that are configured.
         """
-        feats = self.detector.extract_feat(batch_inputs_dict)
+        feats = self.extract_feat(batch_inputs_dict)
+        return self.loss_by_feat(feats, batch_inputs_dict, batch_data_samples)
+
+    def loss_by_feat(self, feats: Union[Tensor, Sequence[Tensor]],
+                     batch_inputs_dict: dict,
+                     batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """All losses from the features of :meth:`extract_feat`.
+
+        Args:
+            feats (Tensor | Sequence[Tensor]): ``extract_feat``'s output.
+            batch_inputs_dict (dict): The inputs ``feats`` come from (their
+                ``imgs`` give the stride of the auxiliary feature map).
+            batch_data_samples (list[:obj:`Det3DDataSample`]): Ground truth.
+
+        Returns:
+            dict[str, Tensor]: As :meth:`loss`.
+
+        Raises:
+            KeyError: When an auxiliary loss key is one of the wrapped
+                head's.
+        """
         losses = self.detector.bbox_head.loss(feats, batch_data_samples)
         if not self.with_auxiliary:
             return losses
-        feat = self.select_feature(feats)
-        imgs = batch_inputs_dict.get('imgs', None) \
-            if isinstance(batch_inputs_dict, dict) else None
-        if imgs is None:
-            raise KeyError("batch_inputs_dict needs 'imgs' (B, 3, H, W) to "
-                           'infer the stride of the feature map')
-        stride = infer_feature_stride(imgs.shape[-2:], feat.shape[-2:])
+        feat, stride = self.aux_feature_map(feats, batch_inputs_dict)
         aux_losses = self.loss_auxiliary(feat, stride, batch_data_samples)
         clash = set(aux_losses) & set(losses)
         if clash:
@@ -332,11 +372,19 @@ class DepthDiscriminativeDetector(Base3DDetector):
         return losses
 
     # ------------------------------------------------------------------
-    # auxiliary losses
+    # the steps of the auxiliary losses
     # ------------------------------------------------------------------
     def select_feature(self, feats: Union[Tensor, Sequence[Tensor]]
                        ) -> Tensor:
-        """The map at ``feature_level`` of ``extract_feat``'s output."""
+        """The map at ``feature_level`` of ``extract_feat``'s output.
+
+        Args:
+            feats (Tensor | Sequence[Tensor]): ``extract_feat``'s output.
+
+        Returns:
+            Tensor: The map, shape (B, C, H, W) (the same tensor, so
+            gradients taken with respect to it are those of the losses).
+        """
         levels = (feats, ) if isinstance(feats, Tensor) else tuple(feats)
         num = len(levels)
         if not -num <= self.feature_level < num:
@@ -350,9 +398,84 @@ class DepthDiscriminativeDetector(Base3DDetector):
                             '(B, C, H, W) tensor')
         return feat
 
+    def aux_feature_map(self, feats: Union[Tensor, Sequence[Tensor]],
+                        batch_inputs_dict: dict
+                        ) -> Tuple[Tensor, Tuple[float, float]]:
+        """The feature map the auxiliary parts read, and its stride.
+
+        Args:
+            feats (Tensor | Sequence[Tensor]): ``extract_feat``'s output.
+            batch_inputs_dict (dict): The inputs, with ``imgs`` of shape
+                (B, 3, H, W) (padded batch input).
+
+        Returns:
+            tuple[Tensor, tuple[float, float]]: The map at
+            ``feature_level`` (B, C, h, w) and its stride (y, x) in input
+            pixels per cell.
+        """
+        feat = self.select_feature(feats)
+        imgs = batch_inputs_dict.get('imgs', None) \
+            if isinstance(batch_inputs_dict, dict) else None
+        if imgs is None:
+            raise KeyError("batch_inputs_dict needs 'imgs' (B, 3, H, W) to "
+                           'infer the stride of the feature map')
+        return feat, infer_feature_stride(imgs.shape[-2:], feat.shape[-2:])
+
+    def object_descriptors(self, feat: Tensor, stride: Tuple[float, float],
+                           batch_data_samples: SampleList
+                           ) -> ObjectDescriptors:
+        """This process's object descriptors of a batch (float32).
+
+        One descriptor per ground-truth object whose projected centre is on
+        the map, whose depth is in ``[min_depth, max_depth]`` and whose
+        class is not ignored: the ``descriptor_pool``-pooled map at its
+        centre (see :func:`ddml.models.descriptors.
+        collect_object_descriptors`).
+
+        Args:
+            feat (Tensor): Feature map, shape (B, C, H, W).
+            stride (tuple[float, float]): Its stride (y, x) in input pixels.
+            batch_data_samples (list[:obj:`Det3DDataSample`]): Ground truth.
+
+        Returns:
+            :obj:`ObjectDescriptors`: Descriptors (N, C) float32 on the
+            graph of ``feat``, depths (N, ), image ids and labels.
+        """
+        with torch.autocast(device_type=feat.device.type, enabled=False):
+            return collect_object_descriptors(
+                feat.float(), [s.gt_instances_3d for s in batch_data_samples],
+                stride, self.descriptor_pool, self.min_depth, self.max_depth,
+                self.ignore_classes)
+
+    def depth_map_targets(self, feat: Tensor, stride: Tuple[float, float],
+                          batch_data_samples: SampleList) -> Tensor:
+        """The object depth map of the objects in ``[min_depth,
+        max_depth]`` (the depths of ``dense_metric_loss``).
+
+        The depth map head paints its own targets within its own depth
+        range (:meth:`ObjectDepthMapHead.get_targets`).
+
+        Args:
+            feat (Tensor): Feature map, shape (B, C, H, W).
+            stride (tuple[float, float]): Its stride (y, x) in input pixels.
+            batch_data_samples (list[:obj:`Det3DDataSample`]): Ground truth.
+
+        Returns:
+            Tensor: Depths in metres, shape (B, H, W), 0 on background.
+        """
+        return paint_batch_depth_targets(batch_data_samples, feat.shape[-2:],
+                                         stride, self.min_depth,
+                                         self.max_depth, feat.device)
+
     def loss_auxiliary(self, feat: Tensor, stride: Tuple[float, float],
                        batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """DDML's losses on one feature map (all computed in float32).
+        """DDML's losses on one feature map (computed in float32).
+
+        ``loss_qi`` and ``loss_metric`` compare the pairs of
+        :meth:`object_descriptors` (gathered over processes when
+        configured); ``loss_obj_depth`` is the depth map head's
+        :meth:`ObjectDepthMapHead.loss`; ``loss_dense_metric`` compares
+        the cells of ``feat`` paired on :meth:`depth_map_targets`.
 
         Args:
             feat (Tensor): Feature map, shape (B, C, H, W).
@@ -365,48 +488,51 @@ class DepthDiscriminativeDetector(Base3DDetector):
             nothing to compare.
         """
         losses: Dict[str, Tensor] = {}
-        device_type = feat.device.type
-        # Head convs run under the ambient autocast; losses in float32.
-        head_out = self.depth_map_head(feat) \
-            if self.depth_map_head is not None else None
-        with torch.autocast(device_type=device_type, enabled=False):
-            feat32 = feat.float()
-            zero = feat32.sum() * 0. + 0.  # attached; +0 avoids -0.0
-            if self.qi_loss is not None or self.metric_loss is not None:
-                objects = collect_object_descriptors(
-                    feat32, [s.gt_instances_3d for s in batch_data_samples],
-                    stride, self.descriptor_pool, self.min_depth,
-                    self.max_depth, self.ignore_classes)
-                grad_scale = 1
-                if self.gather_across_processes and \
-                        self.pair_scope == 'batch':
-                    objects = gather_object_descriptors(
-                        objects, len(batch_data_samples))
-                    # Every process computes the same global loss but
-                    # back-propagates only through its own descriptors, and
-                    # DDP then averages the gradients over processes: scale
-                    # by the world size so the result is the gradient of
-                    # one process holding the whole batch.
-                    grad_scale = get_world_size()
-                if self.qi_loss is not None:
-                    losses['loss_qi'] = _ScaleGrad.apply(
-                        self._pairwise_loss(self.qi_loss, objects, zero,
-                                            'loss_qi'), grad_scale)
-                if self.metric_loss is not None:
-                    losses['loss_metric'] = _ScaleGrad.apply(
-                        self._pairwise_loss(
-                            self.metric_loss.forward_all_pairs, objects,
-                            zero, 'loss_metric'), grad_scale)
-            if head_out is not None or self.dense_metric_loss is not None:
-                targets = paint_batch_depth_targets(
-                    batch_data_samples, feat.shape[-2:], stride,
-                    self.min_depth, self.max_depth, feat.device)
-                if head_out is not None:
-                    losses.update(
-                        self.depth_map_head.loss_by_feat(*head_out, targets))
-                if self.dense_metric_loss is not None:
-                    losses['loss_dense_metric'] = self._dense_loss(
-                        feat32, targets, zero)
+        with torch.autocast(device_type=feat.device.type, enabled=False):
+            zero = feat.float().sum() * 0. + 0.  # attached; +0 avoids -0.0
+        if self.qi_loss is not None or self.metric_loss is not None:
+            objects = self.object_descriptors(feat, stride,
+                                              batch_data_samples)
+            losses.update(
+                self._loss_object_pairs(objects, len(batch_data_samples),
+                                        zero))
+        if self.depth_map_head is not None:
+            # The head's convs run under the ambient autocast.
+            losses.update(
+                self.depth_map_head.loss(feat, batch_data_samples, stride))
+        if self.dense_metric_loss is not None:
+            targets = self.depth_map_targets(feat, stride, batch_data_samples)
+            with torch.autocast(device_type=feat.device.type, enabled=False):
+                loss = self.dense_metric_loss.forward_shifted_pairs(
+                    feat.float(), targets, **self.dense_pair_cfg)
+            losses['loss_dense_metric'] = self._finite(
+                loss, zero, 'loss_dense_metric')
+        return losses
+
+    def _loss_object_pairs(self, objects: ObjectDescriptors,
+                           num_images: int,
+                           zero: Tensor) -> Dict[str, Tensor]:
+        """``loss_qi`` and ``loss_metric`` over pairs of descriptors."""
+        grad_scale = 1
+        if self.gather_across_processes and self.pair_scope == 'batch':
+            objects = gather_object_descriptors(objects, num_images)
+            # Every process computes the same global loss but
+            # back-propagates only through its own descriptors, and DDP
+            # then averages the gradients over processes: scale by the
+            # world size so the result is the gradient of one process
+            # holding the whole batch.
+            grad_scale = get_world_size()
+        losses = {}
+        with torch.autocast(device_type=zero.device.type, enabled=False):
+            if self.qi_loss is not None:
+                losses['loss_qi'] = _ScaleGrad.apply(
+                    self._pairwise_loss(self.qi_loss, objects, zero,
+                                        'loss_qi'), grad_scale)
+            if self.metric_loss is not None:
+                losses['loss_metric'] = _ScaleGrad.apply(
+                    self._pairwise_loss(self.metric_loss.forward_all_pairs,
+                                        objects, zero, 'loss_metric'),
+                    grad_scale)
         return losses
 
     def _pairwise_loss(self, loss_fn: Callable, objects: ObjectDescriptors,
@@ -425,17 +551,6 @@ class DepthDiscriminativeDetector(Base3DDetector):
         if not per_image:
             return zero
         return self._finite(torch.stack(per_image).mean(), zero, name)
-
-    def _dense_loss(self, feat: Tensor, targets: Tensor,
-                    zero: Tensor) -> Tensor:
-        from ..losses import collect_shifted_pairs
-        anchor_feats, sample_feats, anchor_depths, sample_depths = \
-            collect_shifted_pairs(feat, targets, **self.dense_pair_cfg)
-        if anchor_feats.shape[0] == 0:
-            return zero
-        loss = self.dense_metric_loss(anchor_feats, sample_feats,
-                                      anchor_depths, sample_depths)
-        return self._finite(loss, zero, 'loss_dense_metric')
 
     @staticmethod
     def _finite(loss: Tensor, zero: Tensor, name: str) -> Tensor:

@@ -1,4 +1,5 @@
+"""Heads registered into mmdet3d's MODELS."""
 from .monodle_head import MonoDLEHead
-from .object_depth_map_head import ObjectDepthMapHead, paint_object_depth_map
+from .object_depth_map_head import ObjectDepthMapHead
 
-__all__ = ['ObjectDepthMapHead', 'paint_object_depth_map', 'MonoDLEHead']
+__all__ = ['ObjectDepthMapHead', 'MonoDLEHead']

@@ -1,22 +1,27 @@
-"""Multi-range depth metric loss and shifted-pair collection.
+"""Multi-range depth metric loss (MetricDepth).
 
 The loss is a contrastive metric loss whose negatives are split into
 depth-difference ranges with their own margins, after MetricDepth
 (Liu, Yang, Zuo, Zang, "MetricDepth: Enhancing Monocular Depth Estimation
-with Deep Metric Learning"). :func:`collect_shifted_pairs` forms its
-anchor-sample pairs by shifting a feature map (MetricDepth, figure 3).
+with Deep Metric Learning"). It compares pairs of object descriptors
+(:meth:`MultiRangeDepthMetricLoss.forward_all_pairs`) or pairs of feature
+cells formed by shifting a feature map (MetricDepth, figure 3;
+:meth:`MultiRangeDepthMetricLoss.forward_shifted_pairs` with
+:func:`ddml.models.targets.collect_shifted_pairs`).
 """
 import math
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmdet3d.registry import MODELS
 
+from ..targets import collect_shifted_pairs
 from .utils import check_object_inputs
+
+__all__ = ['MultiRangeDepthMetricLoss']
 
 # Floor of a squared distance before the square root (finite gradient at
 # zero distance).
@@ -194,131 +199,30 @@ class MultiRangeDepthMetricLoss(nn.Module):
             device=descriptors.device)
         return self(descriptors[i], descriptors[j], depths[i], depths[j])
 
+    def forward_shifted_pairs(
+        self,
+        feats: Tensor,
+        depth: Tensor,
+        unit_size: int = 1,
+        shifts: Sequence[Tuple[int, int]] = ((-2, -1), ),
+        cross_image: bool = True,
+    ) -> Tensor:
+        """Loss over the cells of a feature map paired by shifting it.
 
-def _unit_grid(feats: Tensor, depth: Tensor,
-               unit_size: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Pool a feature map and a depth map into units.
+        Args:
+            feats (Tensor): Feature map, shape (B, C, H, W).
+            depth (Tensor): Object depth map in metres, shape (B, H, W);
+                entries <= 0 (background) or not finite are not paired.
+            unit_size (int): Side of a unit in cells. Defaults to 1.
+            shifts (Sequence[tuple[int, int]]): Shifts ``(dx, dy)`` in
+                units. Defaults to ``((-2, -1),)``.
+            cross_image (bool): Also pair units across consecutive images.
+                Defaults to True.
 
-    Args:
-        feats (Tensor): Shape (B, C, H, W).
-        depth (Tensor): Shape (B, H, W); invalid entries <= 0 or not
-            finite.
-        unit_size (int): Side of a unit in cells.
-
-    Returns:
-        tuple[Tensor, Tensor, Tensor]: Unit features (B, Hu, Wu, C), unit
-        depths (B, Hu, Wu) (mean of the valid cells, 0 where none) and the
-        unit validity mask (B, Hu, Wu), with ``Hu = H // unit_size`` and
-        ``Wu = W // unit_size``.
-    """
-    b, c, h, w = feats.shape
-    hu, wu = h // unit_size, w // unit_size
-    feats = feats[:, :, :hu * unit_size, :wu * unit_size]
-    depth = depth[:, :hu * unit_size, :wu * unit_size]
-    if unit_size > 1:
-        unit_feats = F.avg_pool2d(feats, unit_size)
-    else:
-        unit_feats = feats
-    valid = torch.isfinite(depth) & (depth > 0)
-    depth = torch.where(valid, depth, torch.zeros_like(depth)).float()
-    cells = (b, hu, unit_size, wu, unit_size)
-    depth_sum = depth.reshape(cells).sum(dim=(2, 4))
-    count = valid.reshape(cells).sum(dim=(2, 4))
-    unit_valid = count > 0
-    unit_depth = depth_sum / count.clamp(min=1)
-    return unit_feats.permute(0, 2, 3, 1), unit_depth, unit_valid
-
-
-def collect_shifted_pairs(
-    feats: Tensor,
-    depth: Tensor,
-    unit_size: int = 1,
-    shifts: Sequence[Tuple[int, int]] = ((-2, -1), ),
-    cross_image: bool = True,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Form anchor-sample pairs by shifting a feature map (MetricDepth,
-    figure 3).
-
-    Both maps are divided into units of ``unit_size x unit_size`` cells
-    (a remainder at the right and bottom borders is dropped). A unit's
-    feature is the mean of its cells' features; its depth is the mean of
-    its valid depths, and a unit with no valid depth is dropped. For each
-    shift ``(dx, dy)`` (in units; ``dx=-2, dy=-1`` is 2 units left and 1
-    up), the anchor unit ``(x, y)`` is paired with the unit
-    ``(x + dx, y + dy)`` of the same image when that unit is inside the
-    map and both units are valid. With ``cross_image=True``, each unit of
-    image ``b`` is also paired with the unit at the same position of
-    image ``(b + 1) % B`` (nothing when ``B == 1``).
-
-    Pairs are ordered by shift (then the cross-image pairs), and within a
-    group by image, row, column of the anchor.
-
-    Args:
-        feats (Tensor): Feature map, shape (B, C, H, W).
-        depth (Tensor): Depth map in metres, shape (B, H, W) (or
-            (B, 1, H, W)); entries <= 0 or not finite are invalid.
-        unit_size (int): Side of a unit in cells, >= 1. Defaults to 1.
-        shifts (Sequence[tuple[int, int]]): Shifts ``(dx, dy)`` in units.
-            Defaults to ``((-2, -1),)``.
-        cross_image (bool): Also pair units across consecutive images.
-            Defaults to True.
-
-    Returns:
-        tuple[Tensor, Tensor, Tensor, Tensor]: ``anchor_feats`` (M, C),
-        ``sample_feats`` (M, C), ``anchor_depths`` (M,) and
-        ``sample_depths`` (M,) in metres (float32). Gradients flow to
-        ``feats``.
-    """
-    if feats.dim() != 4:
-        raise ValueError(f'feats must have shape (B, C, H, W), got '
-                         f'{tuple(feats.shape)}.')
-    if depth.dim() == 4 and depth.shape[1] == 1:
-        depth = depth[:, 0]
-    if depth.shape != (feats.shape[0], ) + feats.shape[2:]:
-        raise ValueError(f'depth must have shape (B, H, W) = '
-                         f'{(feats.shape[0], ) + tuple(feats.shape[2:])}, '
-                         f'got {tuple(depth.shape)}.')
-    if isinstance(unit_size, bool) or not isinstance(unit_size,
-                                                     int) or unit_size < 1:
-        raise ValueError(f'unit_size must be a positive int (cells per '
-                         f'unit side), got {unit_size!r}.')
-    for shift in shifts:
-        if len(shift) != 2 or not all(
-                isinstance(s, int) and not isinstance(s, bool)
-                for s in shift):
-            raise ValueError(f'each shift must be a pair of ints (dx, dy) '
-                             f'in units, got {shift!r}.')
-
-    unit_feats, unit_depth, unit_valid = _unit_grid(feats, depth, unit_size)
-    num_imgs, hu, wu = unit_depth.shape
-    anchors_f, samples_f, anchors_z, samples_z = [], [], [], []
-
-    def add(fa: Tensor, fs: Tensor, za: Tensor, zs: Tensor, va: Tensor,
-            vs: Tensor) -> None:
-        keep = va & vs
-        anchors_f.append(fa[keep])
-        samples_f.append(fs[keep])
-        anchors_z.append(za[keep])
-        samples_z.append(zs[keep])
-
-    for dx, dy in shifts:
-        # Anchor rows/cols whose shifted partner lies inside the map.
-        y0, y1 = max(0, -dy), min(hu, hu - dy)
-        x0, x1 = max(0, -dx), min(wu, wu - dx)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        a = (slice(None), slice(y0, y1), slice(x0, x1))
-        s = (slice(None), slice(y0 + dy, y1 + dy), slice(x0 + dx, x1 + dx))
-        add(unit_feats[a], unit_feats[s], unit_depth[a], unit_depth[s],
-            unit_valid[a], unit_valid[s])
-    if cross_image and num_imgs > 1:
-        add(unit_feats, unit_feats.roll(-1, dims=0), unit_depth,
-            unit_depth.roll(-1, dims=0), unit_valid,
-            unit_valid.roll(-1, dims=0))
-
-    if not anchors_f:
-        empty_f = unit_feats.reshape(-1, unit_feats.shape[-1])[:0]
-        empty_z = unit_depth.reshape(-1)[:0]
-        return empty_f, empty_f, empty_z, empty_z
-    return (torch.cat(anchors_f), torch.cat(samples_f), torch.cat(anchors_z),
-            torch.cat(samples_z))
+        Returns:
+            Tensor: Scalar float32 loss (zero, attached, when there is no
+            pair); see :func:`ddml.models.targets.collect_shifted_pairs`
+            for the pairs.
+        """
+        return self(*collect_shifted_pairs(feats, depth, unit_size, shifts,
+                                           cross_image))

@@ -28,6 +28,8 @@ from mmdet3d.registry import MODELS
 from ..defaults import QI_B, QI_EPS, QI_K, QI_TEMPERATURE
 from .utils import check_object_inputs
 
+__all__ = ['QuasiIsometricLoss']
+
 # Floors of a squared descriptor distance, absolute and relative to
 # |f_i|^2 + |f_j|^2: e = sqrt(max(sq, floor)), with zero (finite) gradient
 # at the floor, e.g. when two descriptors coincide.
