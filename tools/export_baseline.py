@@ -10,22 +10,12 @@ Example:
         work_dirs/ddml_smoke/smoke_baseline_epoch_72.pth
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 
-try:
-    from ddml.compat import load_local_checkpoint
-    from ddml.models.detectors.depth_discriminative import \
-        export_baseline_checkpoint
-except ImportError:  # not pip-installed: use the in-tree package
-    sys.path.insert(
-        0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                    'projects', 'DDML'))
-    from ddml.compat import load_local_checkpoint
-    from ddml.models.detectors.depth_discriminative import \
-        export_baseline_checkpoint
+from ddml.compat import load_local_checkpoint
+from ddml.models.detectors.depth_discriminative import \
+    export_baseline_checkpoint
 
 
 def parse_args() -> argparse.Namespace:

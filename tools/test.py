@@ -3,8 +3,11 @@
 Same options as mmdet3d's tools/test.py, e.g.::
 
     python tools/test.py <config> <checkpoint> [--show-dir vis]
+
+The logic is the package's entry point :func:`ddml.engine.test.main`
+(also ``python -m ddml.engine.test``).
 """
-from ddml.engine import test_main
+from ddml.engine.test import main
 
 if __name__ == '__main__':
-    test_main()
+    main()

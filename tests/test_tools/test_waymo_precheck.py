@@ -20,13 +20,15 @@ def _has_devkit() -> bool:
 def test_waymo_metric_without_devkit_stops_before_inference(tmp_path,
                                                             monkeypatch):
     from ddml.engine import launch
+    from ddml.engine import test as entry_point
     monkeypatch.chdir(launch.__file__.rsplit('/projects/', 1)[0])
     ckpt = tmp_path / 'unused.pth'
     ckpt.write_bytes(b'')
     built = []
-    monkeypatch.setattr(launch, 'build_runner', lambda cfg: built.append(1))
+    monkeypatch.setattr(entry_point, 'build_runner',
+                        lambda cfg: built.append(1))
     with pytest.raises(RuntimeError) as info:
-        launch.test_main([
+        entry_point.main([
             REPO_CONFIG, str(ckpt), '--work-dir', str(tmp_path),
             '--cfg-options', 'test_evaluator.type=WaymoMetric'
         ])

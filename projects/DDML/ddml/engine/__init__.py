@@ -1,10 +1,15 @@
-"""Training and testing front ends (the logic of ``tools/train.py`` and
-``tools/test.py``)."""
+"""Training and testing: the entry points :mod:`ddml.engine.train` and
+:mod:`ddml.engine.test` (``python -m ddml.engine.train CONFIG``), which
+``tools/train.py`` and ``tools/test.py`` call, and their options, configs
+and Runner (:mod:`ddml.engine.launch`).
+
+The entry-point modules are not imported here, so that ``python -m`` runs
+them without importing them twice.
+"""
 from .launch import (build_runner, check_evaluator_available, test_config,
-                     test_main, test_parser, train_config, train_main,
-                     train_parser)
+                     test_parser, train_config, train_parser)
 
 __all__ = [
-    'build_runner', 'check_evaluator_available', 'test_config', 'test_main',
-    'test_parser', 'train_config', 'train_main', 'train_parser'
+    'build_runner', 'check_evaluator_available', 'test_config', 'test_parser',
+    'train_config', 'train_parser'
 ]

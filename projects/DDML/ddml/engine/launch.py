@@ -1,14 +1,16 @@
-"""Command-line front ends of ``tools/train.py`` and ``tools/test.py``.
+"""Options, configs and the Runner of training and testing.
 
 The options are those of mmdet3d 1.4's own tools, so a user moves between
-mmdet3d and this add-on without relearning anything. The logic lives here
-(not in ``tools/``) so that tests can reach it.
+mmdet3d and this add-on without relearning anything. The entry points are
+:func:`ddml.engine.train.main` (``python -m ddml.engine.train``, called by
+``tools/train.py``) and :func:`ddml.engine.test.main`
+(``python -m ddml.engine.test``, called by ``tools/test.py``).
 """
 import argparse
 import logging
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List
 
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
@@ -17,7 +19,7 @@ from mmengine.runner import Runner
 
 __all__ = [
     'train_parser', 'test_parser', 'train_config', 'test_config',
-    'build_runner', 'train_main', 'test_main', 'check_evaluator_available'
+    'build_runner', 'check_evaluator_available'
 ]
 
 _LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
@@ -296,20 +298,3 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
-
-
-def train_main(argv: Optional[List[str]] = None) -> Runner:
-    """``tools/train.py``: train with mmengine's Runner."""
-    import ddml  # noqa: F401  (registers the add-on)
-    cfg = train_config(train_parser().parse_args(argv))
-    runner = build_runner(cfg)
-    runner.train()
-    return runner
-
-
-def test_main(argv: Optional[List[str]] = None) -> dict:
-    """``tools/test.py``: test and evaluate with mmengine's Runner."""
-    import ddml  # noqa: F401  (registers the add-on)
-    cfg = test_config(test_parser().parse_args(argv))
-    check_evaluator_available(cfg)
-    return build_runner(cfg).test()

@@ -6,17 +6,21 @@
 * :func:`build_root_from_v2_info`, :func:`build_root_from_v1_info`: a KITTI
   root for one frame, rebuilt from its mmdet3d info;
   :func:`compare_infos` compares two info trees;
-* :func:`write_train_config`: a small iteration-based training config.
+* :func:`write_train_config`: a small iteration-based training config;
+* :func:`synthetic_kitti_annos`: synthetic KITTI ground truth and
+  detections for timing mmdet3d's KITTI evaluation.
 
 The hook that kills a training run (:mod:`ddml.testing.hooks`) is imported
 by configs only, so importing this package registers nothing.
 """
+from .kitti_annos import KITTI_EVAL_CLASSES, synthetic_kitti_annos
 from .kitti_roots import (build_root_from_v1_info, build_root_from_v2_info,
                           compare_infos)
 from .samples import make_box_depth_sample, make_samples
 from .train_configs import write_train_config
 
 __all__ = [
-    'build_root_from_v1_info', 'build_root_from_v2_info', 'compare_infos',
-    'make_box_depth_sample', 'make_samples', 'write_train_config'
+    'KITTI_EVAL_CLASSES', 'synthetic_kitti_annos', 'build_root_from_v1_info',
+    'build_root_from_v2_info', 'compare_infos', 'make_box_depth_sample',
+    'make_samples', 'write_train_config'
 ]
