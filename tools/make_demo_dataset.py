@@ -3,18 +3,22 @@
 Example::
 
     python tools/make_demo_dataset.py --out data/demo_kitti \
-        --num-train 800 --num-val 200 --seed 0 --scale 0.5
+        --num-train 800 --num-val 200 --seed 0 --scale 0.5 --layout demo
 
 writes ``training/{image_2,label_2,calib}``, ``ImageSets/{train,val,
 trainval}.txt`` and, unless ``--no-infos``, ``kitti_infos_*.pkl`` ready for
 mmdet3d's ``KittiDataset``. The logic lives in
-:mod:`ddml.datasets.synthetic_kitti`.
+:mod:`ddml.data_tools.synthetic_kitti`; ``--layout demo`` renders the
+demo's scenes (Cars only, 4-45 m), ``general`` three classes at 4-60 m.
 """
 import argparse
 import sys
 import time
 
-from ddml.data_tools.synthetic_kitti import make_demo_dataset
+from ddml.data_tools.synthetic_kitti import (DEMO_LAYOUT, SceneLayout,
+                                             make_demo_dataset)
+
+LAYOUTS = dict(demo=DEMO_LAYOUT, general=SceneLayout())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--no-infos', action='store_true',
         help='skip writing kitti_infos_*.pkl')
+    parser.add_argument('--layout', choices=sorted(LAYOUTS),
+                        default='general',
+                        help='scene contents: general (Car, Pedestrian, '
+                        'Cyclist, 4-60 m) or demo (Cars, 4-45 m)')
     parser.add_argument('--extra-tag', default='kitti')
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
@@ -49,7 +57,8 @@ def main(argv=None) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         convert=not args.no_infos,
-        extra_tag=args.extra_tag)
+        extra_tag=args.extra_tag,
+        layout=LAYOUTS[args.layout])
     for split, path in written.items():
         print(f'{split}: {path}')
     print(f'done in {time.perf_counter() - start:.1f} s')

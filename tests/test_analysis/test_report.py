@@ -154,7 +154,7 @@ def test_ensure_dataset_manifest(tmp_path, monkeypatch):
     from ddml.analysis import runs
     calls = []
 
-    def fake(root, num_train, num_val, seed, scale, progress):
+    def fake(root, num_train, num_val, seed, scale, progress, layout):
         calls.append((num_train, num_val, seed))
         frames = [dict(sample_idx=i, cam_instances=dict(
             CAM2=[dict(bbox_label=2)] * (i % 2))) for i in range(4)]
@@ -220,26 +220,91 @@ def test_aggregate_and_efficacy_tables():
     assert base['AP3D_mod']['std'] == pytest.approx(math.sqrt(2.))
     assert base['_seeds'] == [0, 1] and base['_losses']['loss'] == 2.5
     assert math.isnan(agg['qi']['spearman']['std'])
-    text = efficacy_tables(agg)
-    first = next(x for x in text.splitlines() if 'baseline (SMOKE)' in x)
-    assert [c.strip() for c in first.split('|')[1:3]] == [
-        'baseline (SMOKE)', '0 1']
+    text = efficacy_tables(_rows())
+    first = next(x for x in text.splitlines() if x.startswith('| baseline'))
+    assert [c.strip() for c in first.split('|')[1:3]] == ['baseline', '0 1']
     assert '2.00 ± 1.41' in text and '50.0 ± 0.0' in text
     assert '0.600' in text and 'loss_qi' in text
+    # the paired table: qi seed 0 against baseline seed 0 (one pair)
+    paired = [x for x in text.splitlines()
+              if x.startswith('| QI loss only')][1]
+    assert paired.split('|')[2].strip() == '1'  # pairs
+    assert '+4.00' in paired and '+0.500' in paired
 
 
-def test_run_demo_table():
-    spec = importlib.util.spec_from_file_location(
-        'run_demo', REPO_ROOT / 'tools' / 'run_demo.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def _paired_rows(diffs, variant='ddml'):
+    """Baseline and ``variant`` rows; ``diffs``: key -> per-seed difference
+    (each seed shifts both members of its pair alike)."""
+    n = len(next(iter(diffs.values())))
+    rows = []
+    for seed in range(n):
+        base = {key: 10. + seed for key in diffs}
+        rows.append(dict(variant='baseline', seed=seed, **base))
+        rows.append(dict(variant=variant, seed=seed, **{
+            key: base[key] + d[seed] for key, d in diffs.items()}))
+    return rows
+
+
+def test_paired_differences_confidence_interval():
+    from scipy import stats
+
+    from ddml.analysis.efficacy import paired_differences
+    d = paired_differences(_paired_rows({'AP3D_mod_loose': [1., 2., 3.]}),
+                           keys=['AP3D_mod_loose'])['ddml']['AP3D_mod_loose']
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # sd of 1, 2, 3 is 1
+    assert d['n'] == 3 and d['mean'] == pytest.approx(2.)
+    assert d['std'] == pytest.approx(1.)
+    assert (d['low'], d['high']) == pytest.approx((2 - half, 2 + half))
+    assert not d['outside']  # 2 - 2.48 < 0
+    tight = paired_differences(
+        _paired_rows({'AP3D_mod_loose': [1., 1.1, .9, 1., 1.]}),
+        keys=['AP3D_mod_loose'])
+    assert tight['ddml']['AP3D_mod_loose']['outside']
+    # unpaired seeds are left out of the comparison
+    rows = _paired_rows({'AP3D_mod_loose': [1., 1.1, .9]})
+    rows.append(dict(variant='ddml', seed=7, AP3D_mod_loose=99.))
+    assert paired_differences(rows, keys=['AP3D_mod_loose'])['ddml'][
+        'AP3D_mod_loose']['n'] == 3
+
+
+def test_efficacy_report_words():
+    from ddml.analysis.efficacy import efficacy_report
+    rows = _paired_rows({'AP3D_mod_loose': [1., 1.1, .9, 1., 1.],  # better
+                         'depth_mae': [.3, .31, .29, .3, .3]})  # worse
+    rows += [r for r in _paired_rows({'AP3D_mod_loose': [1., -1., 2.]},
+                                     variant='qi')
+             if r['variant'] == 'qi']
+    text = efficacy_report(rows)
+    ddml = next(x for x in text.splitlines() if x.startswith('- DDML (ours'))
+    assert ('better than the baseline beyond the 95 % interval in Car AP3D '
+            'mod 0.5 +1.00') in ddml
+    assert 'Worse beyond it in depth MAE 2D-matched +0.300' in ddml
+    qi = next(x for x in text.splitlines() if x.startswith('- QI loss'))
+    assert 'better nowhere' in qi and 'Car AP3D mod 0.5' in qi.split(
+        'no measurable difference')[1]
+
+
+def test_benchmark_jobs_seed_major():
+    from ddml.analysis.efficacy import DEFAULT_SEEDS, benchmark_jobs
+    jobs = benchmark_jobs(DEFAULT_SEEDS)
+    assert len(jobs) == 5 * 3 + 3 * 3
+    assert jobs[:6] == [(v, 0) for v in DEFAULT_SEEDS]
+    assert jobs[-3:] == [('baseline', 4), ('ddml', 4), ('ddml-release', 4)]
+    with pytest.raises(ValueError, match='unknown variants'):
+        benchmark_jobs({'nope': [0]})
+
+
+def test_demo_table():
+    from ddml.analysis.demo import demo_table
     rows = [dict(name='baseline', AP3D_easy_loose=1., AP3D_mod_loose=2.,
                  AP3D_hard_loose=3., depth_mae=2.5, depth_matched=10,
-                 spearman=.2, frac_inside=.1),
+                 spearman=.2, frac_inside=.1,
+                 **{'cd_Car_AP_1.0m': .25, 'cd_depth_abs_err_20-40m': 3.}),
             dict(name='ddml', AP3D_easy_loose=2., AP3D_mod_loose=2.,
                  AP3D_hard_loose=1., depth_mae=2., depth_matched=12,
-                 spearman=.5, frac_inside=.3)]
-    text = mod.demo_table(rows)
+                 spearman=.5, frac_inside=.3,
+                 **{'cd_Car_AP_1.0m': .5, 'cd_depth_abs_err_20-40m': 2.5})]
+    text = demo_table(rows)
     line = next(x for x in text.splitlines()
                 if x.startswith('Car AP3D  E/M/H  IoU 0.5'))
     assert '1.00 / 2.00 / 3.00' in line and '+1.00 / +0.00 / -2.00' in line
@@ -247,5 +312,19 @@ def test_run_demo_table():
     assert depth.split()[-3:] == ['2.500', '2.000', '-0.500']
     inside = next(x for x in text.splitlines() if x.startswith('pairs'))
     assert inside.split()[-3:] == ['10.0', '30.0', '+20.0']
+    cd = next(x for x in text.splitlines() if x.startswith('Car centre-dist '
+                                                           'AP'))
+    assert '- / 0.250 / - / -' in cd and '- / +0.250 / - / -' in cd
+    ranged = next(x for x in text.splitlines() if x.startswith('depth error'))
+    assert '- / 3.00 / -' in ranged and '- / -0.50 / -' in ranged
+
+
+def test_run_demo_args():
+    spec = importlib.util.spec_from_file_location(
+        'run_demo', REPO_ROOT / 'tools' / 'run_demo.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     args = mod.parse_args(['--iters', '7', '--skip-data'])
     assert args.iters == 7 and args.skip_data and args.method == 'ddml'
+    for config in [mod.BASELINE_CONFIG] + list(mod.METHOD_CONFIGS.values()):
+        assert (REPO_ROOT / config).is_file(), config

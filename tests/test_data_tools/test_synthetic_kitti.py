@@ -263,3 +263,33 @@ def test_kitti_metric_2d_ap_perfect(demo_root):
     res = metric.compute_metrics(metric.results)
     car = [v for k, v in res.items() if 'Car_2D' in k and 'moderate' in k]
     assert car and all(v == pytest.approx(100.0) for v in car), res
+
+
+def test_scene_layout_controls_classes_depths_and_columns():
+    from ddml.data_tools.synthetic_kitti import DEMO_LAYOUT, SceneLayout
+    cam = kitti_camera(1 / 3)
+    names, depths, cols = set(), [], []
+    for idx in range(40):
+        frame = render_frame(np.random.default_rng(idx), cam, DEMO_LAYOUT)
+        for obj in frame.objects:
+            names.add(obj['name'])
+            if obj['name'] == 'DontCare':
+                continue
+            depths.append(obj['location'][2])
+            uvw = cam.P2 @ np.append(obj['location'], 1.0)
+            cols.append(uvw[0] / uvw[2] / cam.width)
+    assert names <= {'Car', 'DontCare'} and 'Car' in names
+    assert 4.0 <= min(depths) and max(depths) <= 45.0
+    # bottom centres project inside the image (up to rounding to 1 cm)
+    assert -0.01 <= min(cols) and max(cols) <= 1.01
+    general = set()
+    for idx in range(40):
+        frame = render_frame(np.random.default_rng(idx), cam)
+        general.update(o['name'] for o in frame.objects)
+    assert {'Car', 'Pedestrian', 'Cyclist'} <= general
+    for bad in (dict(class_probs=(('Truck', 1.0), )),
+                dict(class_probs=(('Car', 0.0), )),
+                dict(num_objects=(5, 2)), dict(depth_range=(0.0, 10.0)),
+                dict(u_range=(1.0, 0.0))):
+        with pytest.raises(ValueError, match='SceneLayout'):
+            SceneLayout(**bad)

@@ -1,68 +1,74 @@
-"""Efficacy benchmark: seeds x {baseline, +QI, +depth map, +both,
-+MetricDepth} on the demo schedule.
+"""Efficacy benchmark: paired seeds x {baseline, DDML (ours), DDML as
+released, QI loss only, depth-map head only, MetricDepth} on the demo's
+data and schedule.
 
-Every variant is one of the demo configs with ``--cfg-options``; each
-(variant, seed) run trains through ``tools/train.py`` in a subprocess and
-is evaluated once (:func:`ddml.analysis.model_eval.evaluate_run`). Results
-are cached per run (``<work_dir>/<variant>/seed<k>/result.json``), so an
-interrupted benchmark resumes where it stopped.
+Every variant is one of the demo configs (paths given by the caller, by
+role: ``baseline``, ``ddml``, ``ddml-release``, ``metricdepth``) with
+``--cfg-options``; each (variant, seed) run trains in a subprocess and is
+evaluated once (:func:`ddml.analysis.model_eval.evaluate_run`). The
+baseline and every variant are trained from the same seed, so differences
+are paired. Results are cached per run
+(``<work_dir>/<variant>/seed<k>/result.json``): an interrupted benchmark
+resumes where it stopped.
+
+:func:`paired_differences` gives, per variant and metric, the mean paired
+difference to the baseline with a 95 % Student-t confidence interval, and
+:func:`efficacy_report` says in words which differences lie outside it.
 """
 import json
 import math
 import os
 import os.path as osp
+import threading
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .demo_report import find_scalars, format_table, read_scalars, \
     train_seconds_per_iter
 
-__all__ = ['VARIANTS', 'DEFAULT_VARIANTS', 'run_one', 'aggregate',
-           'efficacy_tables', 'loss_magnitudes', 'loss_gradient_norms']
+__all__ = ['VARIANTS', 'DEFAULT_SEEDS', 'COLUMNS', 'benchmark_jobs',
+           'run_one', 'run_benchmark', 'aggregate', 'paired_differences',
+           'efficacy_tables', 'efficacy_report', 'loss_magnitudes',
+           'loss_gradient_norms']
 
-BASELINE = 'configs/demo/smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-' \
-    'mono3d.py'
-DDML = 'configs/demo/ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-' \
-    'mono3d.py'
-METRICDEPTH = 'configs/demo/ddml-metricdepth_smoke_r18-half_secondfpn_' \
-    '1xb8-1k_demo-kitti-mono3d.py'
-
-#: name -> (title, config, extra --cfg-options)
+#: name -> (title, config role, extra --cfg-options)
 VARIANTS = OrderedDict([
-    ('baseline', ('baseline (SMOKE)', BASELINE, [])),
-    ('qi', ('+ quasi-isometric loss', DDML, ['model.depth_map_head=None'])),
-    ('dmap', ('+ depth-map head', DDML, ['model.qi_loss=None'])),
-    ('qi_dmap', ('+ both (DDML)', DDML, [])),
-    ('metricdepth', ('+ MetricDepth loss', METRICDEPTH,
-                     ['model.depth_map_head=None'])),
-    # diagnostics, not in the default set
-    ('qi_w10', ('+ quasi-isometric loss x10', DDML,
-                ['model.depth_map_head=None',
-                 'model.qi_loss.loss_weight=10.0'])),
-    ('qi_dmap_w10', ('+ both, QI loss x10', DDML,
-                     ['model.qi_loss.loss_weight=10.0'])),
+    ('baseline', ('baseline', 'baseline', [])),
+    ('ddml', ('DDML (ours: hinge QI + depth map)', 'ddml', [])),
+    ('ddml-release', ('DDML as released (official QI, w 0.5, T 10)',
+                      'ddml-release', [])),
+    ('qi', ('QI loss only (ours)', 'ddml', ['model.depth_map_head=None'])),
+    ('dmap', ('depth-map head only', 'ddml', ['model.qi_loss=None'])),
+    ('metricdepth', ('MetricDepth + depth map', 'metricdepth', [])),
 ])
-DEFAULT_VARIANTS = ['baseline', 'qi', 'dmap', 'qi_dmap', 'metricdepth']
+#: Seeds per variant of the default benchmark: 5 for the first three rows,
+#: 3 for the ablations.
+DEFAULT_SEEDS = OrderedDict([
+    ('baseline', [0, 1, 2, 3, 4]), ('ddml', [0, 1, 2, 3, 4]),
+    ('ddml-release', [0, 1, 2, 3, 4]), ('qi', [0, 1, 2]),
+    ('dmap', [0, 1, 2]), ('metricdepth', [0, 1, 2]),
+])
 
-# (column title, row key, scale, digits)
-_COLUMNS = [
-    ('Car AP3D mod 0.7', 'AP3D_mod', 1, 2),
-    ('Car AP3D mod 0.5', 'AP3D_mod_loose', 1, 2),
-    ('Car APBEV mod 0.7', 'APBEV_mod', 1, 2),
-    ('Car APBEV mod 0.5', 'APBEV_mod_loose', 1, 2),
-    ('Car AP2D mod', 'AP2D_mod', 1, 2),
-    ('depth MAE (m)', 'depth_mae', 1, 3),
-    ('matched', 'depth_matched', 1, 0),
-    ('Spearman', 'spearman', 1, 3),
-    ('in bounds %', 'frac_inside', 100, 1),
-    ('below d/K-B %', 'frac_below', 100, 1),
-    ('train s/it', 'train_s_per_iter', 1, 2),
-    ('CPU s/it', 'train_cpu_s_per_iter', 1, 2),
-    ('infer ms/img', 'infer_ms', 1, 1),
-    ('infer CPU ms/img', 'infer_cpu_ms', 1, 1),
+#: (column title, row key, scale, digits, higher is better)
+COLUMNS = [
+    ('Car AP3D mod 0.5', 'AP3D_mod_loose', 1, 2, True),
+    ('Car APBEV mod 0.5', 'APBEV_mod_loose', 1, 2, True),
+    ('Car AP3D mod 0.7', 'AP3D_mod', 1, 2, True),
+    ('Car AP2D mod 0.7', 'AP2D_mod', 1, 2, True),
+    ('Car centre-dist mAP', 'cd_Car_mAP', 1, 3, True),
+    ('Car centre-dist AP 1 m', 'cd_Car_AP_1.0m', 1, 3, True),
+    ('depth err 0-20 m', 'cd_depth_abs_err_0-20m', 1, 3, False),
+    ('depth err 20-40 m', 'cd_depth_abs_err_20-40m', 1, 3, False),
+    ('depth err 40+ m', 'cd_depth_abs_err_40m+', 1, 3, False),
+    ('depth MAE 2D-matched', 'depth_mae', 1, 3, False),
+    ('Spearman', 'spearman', 1, 3, True),
+    ('in bounds %', 'frac_inside', 100, 1, True),
+    ('CPU s/it', 'train_cpu_s_per_iter', 1, 2, False),
 ]
+
+_EVAL_LOCK = threading.Lock()  # evaluations (matplotlib, loggers) in turn
 
 
 def loss_magnitudes(scalars: Dict[str, np.ndarray],
@@ -81,32 +87,76 @@ def loss_magnitudes(scalars: Dict[str, np.ndarray],
     return out
 
 
+def benchmark_jobs(seeds: Mapping[str, Sequence[int]]
+                   ) -> List[Tuple[str, int]]:
+    """(variant, seed) pairs, seed-major so that every finished seed gives
+    paired comparisons early.
+
+    Args:
+        seeds (Mapping[str, Sequence[int]]): Variant -> its seeds.
+
+    Returns:
+        list[tuple[str, int]]: The runs in order.
+    """
+    unknown = [v for v in seeds if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f'unknown variants {unknown}; choose from '
+                         f'{list(VARIANTS)}')
+    all_seeds = sorted({s for ss in seeds.values() for s in ss})
+    return [(v, s) for s in all_seeds for v in seeds if s in seeds[v]]
+
+
 def run_one(variant: str,
             seed: int,
             iters: int,
             work_dir: str,
             data_root: str,
+            configs: Mapping[str, str],
             log: Callable[[str], None] = print,
-            figures: bool = True) -> Dict:
-    """Train and evaluate one (variant, seed), or load its cached result."""
+            figures: bool = True,
+            threads: Optional[int] = None) -> Dict:
+    """Train and evaluate one (variant, seed), or load its cached result.
+
+    Args:
+        variant (str): A key of :data:`VARIANTS`.
+        seed (int): Training seed.
+        iters (int): Training iterations.
+        work_dir (str): Benchmark folder.
+        data_root (str): Dataset root.
+        configs (Mapping[str, str]): Config role -> path.
+        log (callable): Progress lines.
+        figures (bool): Descriptor figures of the run.
+        threads (int, optional): Threads of the training process.
+
+    Returns:
+        dict: The evaluation row plus ``variant``, ``seed``, ``iters``,
+        training times and loss magnitudes.
+    """
     from .model_eval import evaluate_run
     from .runs import schedule_options, train_run
-    title, config, extra = VARIANTS[variant]
+    title, role, extra = VARIANTS[variant]
+    if role not in configs:
+        raise KeyError(f'variant {variant!r} needs the {role!r} config; '
+                       f'given: {sorted(configs)}')
+    config = configs[role]
     run_dir = osp.join(work_dir, variant, f'seed{seed}')
     result_path = osp.join(run_dir, 'result.json')
     if osp.isfile(result_path):
         with open(result_path) as f:
             row = json.load(f)
-        if row.get('iters') == iters:
+        if row.get('iters') == iters and row.get('config') == config:
             log(f'{variant} seed {seed}: cached ({result_path})')
             return row
     opts = schedule_options(iters, seed, data_root, extra=extra)
     info = train_run(config, run_dir, opts, name=f'{variant}/s{seed}',
-                     log=log)
-    row = evaluate_run(f'{variant}_seed{seed}', config, info['checkpoint'],
-                       osp.join(run_dir, 'eval'), data_root=data_root,
-                       cfg_options=_as_dict(extra), figures=figures,
-                       progress=False)
+                     log=log, threads=threads)
+    with _EVAL_LOCK:
+        row = evaluate_run(f'{variant}_seed{seed}', config,
+                           info['checkpoint'], osp.join(run_dir, 'eval'),
+                           data_root=data_root, cfg_options=_as_dict(extra),
+                           figures=figures, progress=False)
+    for key in [k for k in row if k.startswith('_')]:
+        row.pop(key)
     scalars_path = find_scalars(run_dir)
     scalars = read_scalars(scalars_path) if scalars_path else {}
     row.update(
@@ -123,6 +173,75 @@ def run_one(variant: str,
         json.dump(row, f, indent=1, default=str)
     os.replace(tmp, result_path)
     return row
+
+
+def run_benchmark(jobs: Sequence[Tuple[str, int]],
+                  iters: int,
+                  work_dir: str,
+                  data_root: str,
+                  configs: Mapping[str, str],
+                  parallel: int = 1,
+                  threads: Optional[int] = None,
+                  figures: bool = False,
+                  log: Callable[[str], None] = print,
+                  on_result: Optional[Callable[[List[Dict]], None]] = None
+                  ) -> List[Dict]:
+    """:func:`run_one` for every job, ``parallel`` at a time.
+
+    Args:
+        jobs (Sequence[tuple[str, int]]): (variant, seed) pairs.
+        iters (int): Training iterations of every run.
+        work_dir (str): Benchmark folder.
+        data_root (str): Dataset root.
+        configs (Mapping[str, str]): Config role -> path.
+        parallel (int): Runs at the same time. Defaults to 1.
+        threads (int, optional): Threads per training process.
+        figures (bool): Descriptor figures per run. Defaults to False.
+        log (callable): Progress lines (called from several threads).
+        on_result (callable, optional): Called with all rows so far after
+            each finished run (e.g. to rewrite the report).
+
+    Returns:
+        list[dict]: Rows in the order of ``jobs`` (failed runs left out and
+        logged).
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    lock = threading.Lock()
+    done: Dict[int, Dict] = {}
+    start = time.perf_counter()
+
+    def locked_log(msg: str) -> None:
+        with lock:
+            log(msg)
+
+    def one(k: int) -> None:
+        variant, seed = jobs[k]
+        t0 = time.perf_counter()
+        try:
+            row = run_one(variant, seed, iters, work_dir, data_root,
+                          configs, log=locked_log, figures=figures,
+                          threads=threads)
+        except Exception as err:  # noqa: BLE001 (logged; others go on)
+            locked_log(f'FAILED {variant} seed {seed}: {err}')
+            return
+        with lock:
+            done[k] = row
+            n = len(done)
+            elapsed = time.perf_counter() - start
+            log(f'done {variant} seed {seed} ({n}/{len(jobs)}) in '
+                f'{time.perf_counter() - t0:.0f} s: AP3D mod 0.5 '
+                f'{_num(row.get("AP3D_mod_loose")):.2f}, centre-dist mAP '
+                f'{_num(row.get("cd_Car_mAP")):.3f}, depth err 0-20 m '
+                f'{_num(row.get("cd_depth_abs_err_0-20m")):.2f} m; '
+                f'elapsed {elapsed / 60:.0f} min')
+            rows = [done[i] for i in sorted(done)]
+        if on_result is not None:
+            on_result(rows)
+
+    with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
+        list(pool.map(one, range(len(jobs))))
+    return [done[i] for i in sorted(done)]
 
 
 def _as_dict(options: Sequence[str]) -> Dict:
@@ -174,6 +293,56 @@ def aggregate(rows: Sequence[Dict]) -> Dict[str, Dict[str, Dict]]:
     return out
 
 
+def paired_differences(rows: Sequence[Dict],
+                       baseline: str = 'baseline',
+                       keys: Optional[Sequence[str]] = None,
+                       confidence: float = 0.95
+                       ) -> Dict[str, Dict[str, Dict]]:
+    """Per variant and key, the paired difference (variant - baseline)
+    over the seeds both have, with a Student-t confidence interval.
+
+    Args:
+        rows (Sequence[dict]): Result rows (``variant``, ``seed``, keys).
+        baseline (str): The reference variant. Defaults to 'baseline'.
+        keys (Sequence[str], optional): Keys to compare; defaults to the
+            :data:`COLUMNS` keys.
+        confidence (float): Two-sided level. Defaults to 0.95.
+
+    Returns:
+        dict: variant -> key -> ``n``, ``mean``, ``std`` (of the
+        differences), ``low``, ``high`` (the interval; NaN with fewer than
+        two pairs) and ``outside`` (True when 0 lies outside the interval).
+    """
+    from scipy import stats as st
+    keys = list(keys) if keys is not None else [c[1] for c in COLUMNS]
+    by = {}
+    for r in rows:
+        by.setdefault(r['variant'], {})[int(r['seed'])] = r
+    base = by.get(baseline, {})
+    out: Dict[str, Dict[str, Dict]] = OrderedDict()
+    for variant, seeds in by.items():
+        if variant == baseline:
+            continue
+        out[variant] = {}
+        common = sorted(set(seeds) & set(base))
+        for key in keys:
+            d = np.array([_num(seeds[s].get(key)) - _num(base[s].get(key))
+                          for s in common])
+            d = d[np.isfinite(d)]
+            n = int(d.size)
+            res = dict(n=n, mean=float(d.mean()) if n else float('nan'),
+                       std=float(d.std(ddof=1)) if n > 1 else float('nan'),
+                       low=float('nan'), high=float('nan'), outside=False)
+            if n > 1:
+                half = float(st.t.ppf(0.5 + confidence / 2, n - 1)) * \
+                    res['std'] / math.sqrt(n)
+                res['low'], res['high'] = res['mean'] - half, \
+                    res['mean'] + half
+                res['outside'] = bool(res['low'] > 0 or res['high'] < 0)
+            out[variant][key] = res
+    return out
+
+
 def _pm(stat: Optional[Dict], scale: float, digits: int) -> str:
     if not stat or not math.isfinite(stat.get('mean', float('nan'))):
         return '-'
@@ -184,30 +353,108 @@ def _pm(stat: Optional[Dict], scale: float, digits: int) -> str:
     return f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
-def efficacy_tables(agg: Dict[str, Dict], markdown: bool = True) -> str:
-    """The results table (mean ± std over seeds) and the loss table."""
-    header = ['variant', 'seeds'] + [c[0] for c in _COLUMNS]
-    rows = []
+def _ci(stat: Dict, scale: float, digits: int) -> str:
+    if not stat or not math.isfinite(stat.get('mean', float('nan'))):
+        return '-'
+    mean = stat['mean'] * scale
+    if not math.isfinite(stat['low']):
+        return f'{mean:+.{digits}f}'
+    mark = ' *' if stat['outside'] else ''
+    return (f'{mean:+.{digits}f} [{stat["low"] * scale:+.{digits}f}, '
+            f'{stat["high"] * scale:+.{digits}f}]{mark}')
+
+
+def _title(variant: str) -> str:
+    return VARIANTS[variant][0] if variant in VARIANTS else variant
+
+
+def efficacy_tables(rows: Sequence[Dict], markdown: bool = True) -> str:
+    """Three tables: mean ± std over seeds per variant; paired differences
+    to the baseline with 95 % intervals (``*``: 0 lies outside); the final
+    logged losses.
+
+    Args:
+        rows (Sequence[dict]): Result rows of :func:`run_one`.
+        markdown (bool): GitHub markdown instead of plain text.
+
+    Returns:
+        str: The tables, separated by blank lines.
+    """
+    agg = aggregate(rows)
+    header = ['variant', 'seeds'] + [c[0] for c in COLUMNS]
+    table_rows = []
     for variant, stats in agg.items():
-        title = VARIANTS[variant][0] if variant in VARIANTS else variant
-        rows.append([title, ' '.join(map(str, stats['_seeds']))] + [
-            _pm(stats.get(key), scale, digits)
-            for _, key, scale, digits in _COLUMNS
-        ])
-    table = format_table(header, rows, markdown=markdown)
+        table_rows.append(
+            [_title(variant), ' '.join(map(str, stats['_seeds']))] +
+            [_pm(stats.get(key), scale, digits)
+             for _, key, scale, digits, _ in COLUMNS])
+    parts = [format_table(header, table_rows, markdown=markdown)]
+    diffs = paired_differences(rows)
+    if diffs:
+        drows = []
+        for variant, per_key in diffs.items():
+            n = max((v['n'] for v in per_key.values()), default=0)
+            drows.append([_title(variant), str(n)] + [
+                _ci(per_key.get(key), scale, digits)
+                for _, key, scale, digits, _ in COLUMNS])
+        parts.append(format_table(
+            ['variant - baseline (paired, 95 % CI)', 'pairs'] +
+            [c[0] for c in COLUMNS], drows, markdown=markdown))
     loss_keys = []
     for stats in agg.values():
         loss_keys.extend(k for k in stats['_losses'] if k not in loss_keys)
     lrows = []
     for variant, stats in agg.items():
-        title = VARIANTS[variant][0] if variant in VARIANTS else variant
-        lrows.append([title] + [
+        lrows.append([_title(variant)] + [
             f"{stats['_losses'][k]:.3f}" if k in stats['_losses'] else '-'
             for k in loss_keys
         ])
-    losses = format_table(['variant (final logged loss, mean over seeds)'] +
-                          loss_keys, lrows, markdown=markdown)
-    return table + '\n\n' + losses
+    parts.append(format_table(
+        ['variant (final logged loss, mean over seeds)'] + loss_keys, lrows,
+        markdown=markdown))
+    return '\n\n'.join(parts)
+
+
+def efficacy_report(rows: Sequence[Dict]) -> str:
+    """In words: per variant, which paired differences to the baseline lie
+    outside their 95 % interval (better or worse) and which do not.
+
+    Args:
+        rows (Sequence[dict]): Result rows of :func:`run_one`.
+
+    Returns:
+        str: One paragraph per variant.
+    """
+    lines = []
+    for variant, per_key in paired_differences(rows).items():
+        better, worse, inside = [], [], []
+        n = max((v['n'] for v in per_key.values()), default=0)
+        for title, key, scale, digits, higher in COLUMNS:
+            d = per_key.get(key)
+            if d is None or not math.isfinite(d['mean']):
+                continue
+            text = f'{title} {_ci(d, scale, digits).rstrip(" *")}'
+            if not d['outside']:
+                inside.append(title)
+            elif (d['mean'] > 0) == higher:
+                better.append(text)
+            else:
+                worse.append(text)
+        if n < 2:
+            lines.append(f'- {_title(variant)}: {n} paired seed(s), no '
+                         'interval yet.')
+            continue
+        msg = f'- {_title(variant)} ({n} paired seeds): '
+        msg += ('better than the baseline beyond the 95 % interval in ' +
+                '; '.join(better) + '. ') if better else \
+            'better nowhere beyond the 95 % interval. '
+        if worse:
+            msg += 'Worse beyond it in ' + '; '.join(worse) + '. '
+        if inside:
+            msg += ('Inside the interval (no measurable difference): ' +
+                    ', '.join(inside) + '.')
+        lines.append(msg.strip())
+    return '\n'.join(lines)
 
 
 def loss_gradient_norms(config: str,

@@ -24,8 +24,16 @@ import torch
 from .demo_report import depth_errors, match_detections  # noqa: F401
 from .descriptor_analysis import descriptor_settings
 
-__all__ = ['annotated_pipeline', 'load_model', 'build_split_dataset',
-           'evaluate_checkpoint', 'kitti_summary', 'evaluate_run']
+__all__ = ['CENTRE_DISTANCE_KEYS', 'annotated_pipeline', 'load_model',
+           'build_split_dataset', 'evaluate_checkpoint', 'kitti_summary',
+           'evaluate_run']
+
+#: ``CentreDistanceMetric`` figures copied into a row as ``cd_<key>``.
+CENTRE_DISTANCE_KEYS = (
+    'Car_AP_0.5m', 'Car_AP_1.0m', 'Car_AP_2.0m', 'Car_AP_4.0m', 'Car_mAP',
+    'mAP', 'depth_abs_err_0-20m', 'depth_abs_err_20-40m',
+    'depth_abs_err_40m+', 'depth_count_0-20m', 'depth_count_20-40m',
+    'depth_count_40m+')
 
 _GT_KEYS = ['gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d', 'gt_labels_3d',
             'centers_2d', 'depths']
@@ -171,6 +179,7 @@ def evaluate_checkpoint(config,
                         data_root: Optional[str] = None,
                         cfg_options: Optional[dict] = None,
                         kitti: bool = True,
+                        centre_distance: bool = True,
                         descriptors: bool = True,
                         match: str = 'iou2d',
                         match_thr: Optional[float] = None,
@@ -187,6 +196,9 @@ def evaluate_checkpoint(config,
         data_root (str, optional): Dataset root replacing the config's.
         cfg_options (dict, optional): Merged into the config.
         kitti (bool): Run ``KittiMetric``. Defaults to True.
+        centre_distance (bool): With ``kitti``, also run ddml's
+            ``CentreDistanceMetric`` (BEV centre-distance AP, depth error by
+            range). Defaults to True.
         descriptors (bool): Collect object descriptors. Defaults to True.
         match (str): ``'iou2d'`` or ``'bev'`` matching for the depth error.
         match_thr (float, optional): IoU (default 0.5) or BEV distance in
@@ -200,7 +212,11 @@ def evaluate_checkpoint(config,
     Returns:
         dict: ``metrics`` (all KittiMetric figures, short keys of
         :func:`kitti_summary` under ``car``), ``depth`` (matched-detection
-        depth error, see :func:`depth_errors`), ``infer_ms`` (median and
+        depth error, see :func:`depth_errors`), ``matches`` (per frame,
+        the :func:`match_detections` pairs), ``results`` (per frame, the
+        predictions as ``KittiMetric.process`` stores them),
+        ``centre_distance`` (``CentreDistanceMetric`` figures, unprefixed
+        keys), ``infer_ms`` (median and
         mean wall ms per image, median CPU ms), ``num_images``,
         ``descriptors`` (N, C), ``depths`` (N, ), ``labels`` (N, ),
         ``settings``.
@@ -290,7 +306,24 @@ def evaluate_checkpoint(config,
         ]
         out['depth'] = depth_errors(pairs)
         out['depth_car'] = depth_errors(pairs, cls='Car')
+        out['matches'] = pairs
+        out['results'] = results
+        if centre_distance:
+            out['centre_distance'] = _centre_distance_metric(
+                dataset, results, log_file)
     return out
+
+
+def _centre_distance_metric(dataset, results: List[dict],
+                            log_file: Optional[str]) -> Dict[str, float]:
+    """ddml's ``CentreDistanceMetric`` on the same predictions."""
+    from mmdet3d.registry import METRICS
+    metric = METRICS.build(
+        dict(type='CentreDistanceMetric', ann_file=dataset.ann_file))
+    metric.dataset_meta = dataset.metainfo
+    with _QuietConsole(log_file):
+        metric.process({}, results)
+        return metric.compute_metrics(metric.results)
 
 
 def _to_result(sample) -> dict:
@@ -401,7 +434,10 @@ def evaluate_run(name: str,
         ``depth_mae_car``, ``infer_ms`` (median wall), ``infer_cpu_ms``
         (median CPU time of the process, all threads), ``spearman``,
         ``frac_inside``, ``frac_above``, ``frac_below``, ``num_objects``,
-        and ``figures`` (paths).
+        ``cd_<key>`` for the :data:`CENTRE_DISTANCE_KEYS` of
+        ``CentreDistanceMetric``, ``figures`` (paths), and, for the
+        caller's figures (not serialisable, pop them before saving),
+        ``_matches`` (all matched pairs) and ``_results`` (predictions).
     """
     import os
 
@@ -430,5 +466,10 @@ def evaluate_run(name: str,
     for key in ('spearman', 'frac_inside', 'frac_above', 'frac_below',
                 'num_objects', 'num_pairs_eps', 'mean_desc_dist'):
         row[key] = stats.get(key)
+    cd = res.get('centre_distance', {})
+    for key in CENTRE_DISTANCE_KEYS:
+        row[f'cd_{key}'] = cd.get(key, float('nan'))
     row['figures'] = list(stats.get('figures', []))
+    row['_matches'] = [m for frame in res.get('matches', []) for m in frame]
+    row['_results'] = res.get('results', [])
     return row

@@ -1,5 +1,6 @@
 """Running the demo's steps: synthetic data with a manifest, and training
-through ``tools/train.py`` in a subprocess with concise progress lines.
+through ddml's entry point (``python -m ddml.engine.train``) in
+subprocesses, one or several at a time, with concise progress lines.
 
 The full mmengine log of a run goes to its work directory (mmengine's own
 ``<timestamp>/<timestamp>.log`` and ``train_console.log`` with everything the
@@ -9,24 +10,23 @@ import json
 import os
 import os.path as osp
 import re
-import resource
 import subprocess
 import sys
+import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
-__all__ = ['REPO_ROOT', 'DEMO_SCALE', 'ensure_dataset', 'schedule_options',
-           'train_run', 'children_cpu_seconds']
+__all__ = ['DEMO_SCALE', 'ensure_dataset', 'schedule_options', 'train_run',
+           'train_runs']
 
-REPO_ROOT = osp.abspath(
-    osp.join(osp.dirname(__file__), '..', '..', '..', '..'))
 DEMO_SCALE = 0.3333  # 1242x375 -> 414x125, the demo configs' 416x128 input
 MANIFEST = 'ddml_demo_manifest.json'
 
 
-def _manifest(num_train: int, num_val: int, seed: int, scale: float) -> Dict:
+def _manifest(num_train: int, num_val: int, seed: int, scale: float,
+              layout) -> Dict:
     return dict(num_train=int(num_train), num_val=int(num_val),
-                seed=int(seed), scale=float(scale))
+                seed=int(seed), scale=float(scale), layout=layout.as_dict())
 
 
 def ensure_dataset(root: str,
@@ -35,19 +35,33 @@ def ensure_dataset(root: str,
                    seed: int = 0,
                    scale: float = DEMO_SCALE,
                    progress: bool = True,
-                   log: Callable[[str], None] = print) -> bool:
+                   log: Callable[[str], None] = print,
+                   layout=None) -> bool:
     """Render the synthetic dataset unless ``root`` already holds it.
 
-    ``root/ddml_demo_manifest.json`` records the sizes, seed and scale of
-    the last rendering; the data is re-rendered when it is missing, when
-    any of them differ, or when an info file is missing. (Rendering is
-    deterministic, so equal manifests mean equal files.)
+    ``root/ddml_demo_manifest.json`` records the sizes, seed, scale and
+    scene layout of the last rendering; the data is re-rendered when it is
+    missing, when any of them differ, or when an info file is missing.
+    (Rendering is deterministic, so equal manifests mean equal files.)
+
+    Args:
+        root (str): Dataset root.
+        num_train (int): Training frames.
+        num_val (int): Validation frames.
+        seed (int): Rendering seed. Defaults to 0.
+        scale (float): Image scale. Defaults to :data:`DEMO_SCALE`.
+        progress (bool): Progress bar. Defaults to True.
+        log (callable): Where the messages go.
+        layout (SceneLayout, optional): What the frames hold. Defaults to
+            the demo's, :data:`ddml.data_tools.synthetic_kitti.DEMO_LAYOUT`.
 
     Returns:
         bool: True if the data was (re)rendered.
     """
-    from ddml.data_tools.synthetic_kitti import make_demo_dataset
-    want = _manifest(num_train, num_val, seed, scale)
+    from ddml.data_tools.synthetic_kitti import (DEMO_LAYOUT,
+                                                 make_demo_dataset)
+    layout = DEMO_LAYOUT if layout is None else layout
+    want = _manifest(num_train, num_val, seed, scale, layout)
     path = osp.join(root, MANIFEST)
     have = None
     if osp.isfile(path):
@@ -68,7 +82,7 @@ def ensure_dataset(root: str,
     if osp.isfile(path):
         os.remove(path)  # an interrupted rendering must not look complete
     make_demo_dataset(root, num_train, num_val, seed=seed, scale=scale,
-                      progress=progress)
+                      progress=progress, layout=layout)
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(want, f)
@@ -108,12 +122,6 @@ def schedule_options(iters: int,
     return opts + list(extra or [])
 
 
-def children_cpu_seconds() -> float:
-    """User + system CPU seconds of all waited-for child processes."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 _ITER_RE = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/(\d+)\]')
 
 
@@ -141,36 +149,43 @@ def train_run(config: str,
               cfg_options: List[str],
               name: str = 'train',
               python: str = sys.executable,
-              log: Callable[[str], None] = print) -> Dict:
-    """Train with ``tools/train.py`` in a subprocess.
+              log: Callable[[str], None] = print,
+              threads: Optional[int] = None) -> Dict:
+    """Train with ddml's entry point (``python -m ddml.engine.train``) in a
+    subprocess.
 
     Args:
-        config (str): Config path.
+        config (str): Config path (relative paths from the current
+            directory).
         work_dir (str): Run directory (checkpoint, mmengine logs,
             ``train_console.log``).
         cfg_options (list[str]): ``key=value`` overrides.
         name (str): Label of the progress lines.
         python (str): Interpreter. Defaults to this one.
         log (callable): Where the condensed progress lines go.
+        threads (int, optional): ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` of
+            the subprocess; None inherits the environment.
 
     Returns:
         dict: ``checkpoint`` (the last one), ``wall_s``, ``cpu_s`` (user +
-        system of the process tree), ``console_log``.
+        system of the training process and the processes it waited for,
+        e.g. its data loader workers), ``console_log``.
 
     Raises:
         RuntimeError: If training fails (with the end of its output).
     """
     os.makedirs(work_dir, exist_ok=True)
     console = osp.join(work_dir, 'train_console.log')
-    cmd = [python, osp.join(REPO_ROOT, 'tools', 'train.py'), config,
-           '--work-dir', work_dir, '--cfg-options'] + list(cfg_options)
+    cmd = [python, '-m', 'ddml.engine.train', config, '--work-dir',
+           work_dir, '--cfg-options'] + list(cfg_options)
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    cpu0, start = children_cpu_seconds(), time.perf_counter()
+    if threads is not None and threads > 0:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.perf_counter()
     tail: List[str] = []
     with open(console, 'w') as out:
         out.write(' '.join(cmd) + '\n')
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env,
-                                stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True,
                                 bufsize=1)
         for line in proc.stdout:
@@ -179,15 +194,55 @@ def train_run(config: str,
             short = _condense(line, name)
             if short is not None:
                 log(short)
-        rc = proc.wait()
+        # wait4: this child's own CPU time, also when runs go in parallel
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    cpu = children_cpu_seconds() - cpu0
-    if rc != 0:
-        raise RuntimeError(f'training {name} failed (exit {rc}); full output '
-                           f'in {console}; last lines:\n' + ''.join(tail))
+    cpu = usage.ru_utime + usage.ru_stime
+    if proc.returncode != 0:
+        raise RuntimeError(f'training {name} failed (exit '
+                           f'{proc.returncode}); full output in {console}; '
+                           'last lines:\n' + ''.join(tail))
     ckpt = None
     last = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(last):
         with open(last) as f:
             ckpt = f.read().strip()
     return dict(checkpoint=ckpt, wall_s=wall, cpu_s=cpu, console_log=console)
+
+
+def train_runs(jobs: Sequence[Dict],
+               parallel: int = 1,
+               log: Callable[[str], None] = print) -> List[Dict]:
+    """Several :func:`train_run` calls, ``parallel`` at a time.
+
+    Args:
+        jobs (Sequence[dict]): Keyword arguments of :func:`train_run` each
+            (``config``, ``work_dir``, ``cfg_options``, ``name``, ...).
+        parallel (int): Runs at the same time (e.g. 2 on 2 cores, one
+            thread each). Defaults to 1.
+        log (callable): Progress lines of all runs (thread-safe).
+
+    Returns:
+        list[dict]: :func:`train_run`'s results, in the order of ``jobs``.
+
+    Raises:
+        RuntimeError: The first failure, after the other runs finished.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    lock = threading.Lock()
+
+    def locked_log(msg: str) -> None:
+        with lock:
+            log(msg)
+
+    def one(kwargs: Dict) -> Dict:
+        return train_run(**dict(kwargs, log=locked_log))
+
+    with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
+        futures = [pool.submit(one, job) for job in jobs]
+        errors = [f.exception() for f in futures]
+    for err in errors:
+        if err is not None:
+            raise err
+    return [f.result() for f in futures]

@@ -46,6 +46,7 @@ from .kitti_io import atomic_write_bytes, format_calib, write_label_file
 
 __all__ = [
     'KITTI_P2', 'KITTI_IMAGE_SIZE', 'CAMERA_HEIGHT', 'CLASS_PRIORS',
+    'SceneLayout', 'DEMO_LAYOUT',
     'SyntheticCamera', 'kitti_camera', 'render_frame', 'RenderedFrame',
     'make_demo_dataset'
 ]
@@ -69,6 +70,69 @@ CLASS_PRIORS: Dict[str, dict] = {
     'Pedestrian': dict(p=0.25, size=(0.8, 1.75, 0.6), std=(0.15, 0.1, 0.08)),
     'Cyclist': dict(p=0.15, size=(1.76, 1.73, 0.6), std=(0.15, 0.08, 0.08)),
 }
+
+@dataclass(frozen=True)
+class SceneLayout:
+    """What a frame holds: which classes, how many objects, where.
+
+    The defaults are the general-purpose scenes (three classes, 4-60 m,
+    centres up to 10 % of the width outside the image, so that near
+    objects are often truncated); :data:`DEMO_LAYOUT` is the demo's.
+
+    Attributes:
+        class_probs (tuple[tuple[str, float]]): Class name (a key of
+            :data:`CLASS_PRIORS`) and its sampling probability (normalised).
+        num_objects (tuple[int, int]): Inclusive range of objects sampled
+            per frame (before dropping the ones that overlap or miss the
+            image).
+        depth_range (tuple[float, float]): Range of the object depth z,
+            metres (uniform).
+        u_range (tuple[float, float]): Range of the object centre's image
+            column as a fraction of the width (uniform; beyond [0, 1] the
+            centre lies outside the image).
+    """
+    class_probs: Tuple[Tuple[str, float], ...] = tuple(
+        (name, prior['p']) for name, prior in CLASS_PRIORS.items())
+    num_objects: Tuple[int, int] = (2, 12)
+    depth_range: Tuple[float, float] = (4.0, 60.0)
+    u_range: Tuple[float, float] = (-0.1, 1.1)
+
+    def __post_init__(self):
+        unknown = [c for c, _ in self.class_probs if c not in CLASS_PRIORS]
+        if unknown or not self.class_probs or \
+                any(p < 0 for _, p in self.class_probs) or \
+                sum(p for _, p in self.class_probs) <= 0:
+            raise ValueError(
+                f'SceneLayout.class_probs must pair classes of '
+                f'{sorted(CLASS_PRIORS)} with non-negative probabilities '
+                f'(not all 0), got {self.class_probs}')
+        lo, hi = self.num_objects
+        if not 0 <= lo <= hi:
+            raise ValueError(f'SceneLayout.num_objects must be (min, max) '
+                             f'with 0 <= min <= max, got {self.num_objects}')
+        zlo, zhi = self.depth_range
+        if not 0 < zlo < zhi:
+            raise ValueError(f'SceneLayout.depth_range must be (near, far) '
+                             f'metres with 0 < near < far, got '
+                             f'{self.depth_range}')
+        if not self.u_range[0] < self.u_range[1]:
+            raise ValueError(f'SceneLayout.u_range must be increasing, got '
+                             f'{self.u_range}')
+
+    def as_dict(self) -> dict:
+        """Plain values (for a manifest)."""
+        return dict(class_probs=[list(c) for c in self.class_probs],
+                    num_objects=list(self.num_objects),
+                    depth_range=list(self.depth_range),
+                    u_range=list(self.u_range))
+
+
+#: The demo's scenes: Cars only (the class KITTI's table reports), 3-10 per
+#: frame, 4-45 m, centres inside the image. Chosen with the learning curves
+#: in docs/benchmarks.md ("Demo").
+DEMO_LAYOUT = SceneLayout(class_probs=(('Car', 1.0), ), num_objects=(3, 10),
+                          depth_range=(4.0, 45.0), u_range=(0.0, 1.0))
+
 
 # Box faces as corner indices (see kitti_converter.box3d_corners_camera):
 # local -x, +x, top (-y), bottom (+y), -z, +z, with local outward normals.
@@ -309,14 +373,16 @@ def _render_background(rng: np.random.Generator,
     return img
 
 
-def _sample_objects(rng: np.random.Generator,
-                    cam: SyntheticCamera) -> List[dict]:
+def _sample_objects(rng: np.random.Generator, cam: SyntheticCamera,
+                    layout: SceneLayout) -> List[dict]:
     """Sample non-overlapping boxes on the ground (quantised to 0.01)."""
-    names = list(CLASS_PRIORS)
-    probs = np.array([CLASS_PRIORS[n]['p'] for n in names])
+    names = [n for n, _ in layout.class_probs]
+    probs = np.array([p for _, p in layout.class_probs], dtype=np.float64)
+    probs = probs / probs.sum()
     fx, cx = cam.P2[0, 0], cam.P2[0, 2]
     objs: List[dict] = []
-    n_target = int(rng.integers(2, 13))
+    n_target = int(rng.integers(layout.num_objects[0],
+                                layout.num_objects[1] + 1))
     for _ in range(n_target * 6):
         if len(objs) >= n_target:
             break
@@ -325,8 +391,8 @@ def _sample_objects(rng: np.random.Generator,
         mean, std = np.array(prior['size']), np.array(prior['std'])
         lhw = np.clip(mean + rng.normal(0, 1, 3) * std, 0.75 * mean,
                       1.25 * mean)
-        z = rng.uniform(4.0, 60.0)
-        u_c = rng.uniform(-0.1, 1.1) * cam.width
+        z = rng.uniform(*layout.depth_range)
+        u_c = rng.uniform(*layout.u_range) * cam.width
         x = (u_c - cx) * z / fx
         if name == 'Car' and rng.random() < 0.7:
             ry = rng.choice([-np.pi / 2, np.pi / 2]) + rng.normal(0, 0.15)
@@ -345,19 +411,23 @@ def _sample_objects(rng: np.random.Generator,
 
 
 def render_frame(rng: np.random.Generator,
-                 cam: SyntheticCamera) -> RenderedFrame:
+                 cam: SyntheticCamera,
+                 layout: Optional[SceneLayout] = None) -> RenderedFrame:
     """Render one frame and its labels.
 
     Args:
         rng (np.random.Generator): Source of all randomness of the frame.
         cam (SyntheticCamera): Camera (see :func:`kitti_camera`).
+        layout (SceneLayout, optional): Classes, object count and
+            placement. Defaults to ``SceneLayout()``.
 
     Returns:
         RenderedFrame: Image, KITTI label objects and the object id map.
     """
     W, H = cam.width, cam.height
     img = _render_background(rng, cam)
-    objs = _sample_objects(rng, cam)
+    objs = _sample_objects(rng, cam,
+                           layout if layout is not None else SceneLayout())
     cam_c = cam.center
 
     # Geometry, silhouettes; drop objects whose silhouette misses the image.
@@ -499,11 +569,11 @@ def _encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_frame(job: Tuple[str, int, int, float]) -> int:
-    out_dir, seed, idx, scale = job
+def _write_frame(job: Tuple[str, int, int, float, SceneLayout]) -> int:
+    out_dir, seed, idx, scale, layout = job
     out = Path(out_dir) / 'training'
     cam = kitti_camera(scale)
-    frame = render_frame(_frame_rng(seed, idx), cam)
+    frame = render_frame(_frame_rng(seed, idx), cam, layout)
     name = f'{idx:06d}'
     atomic_write_bytes(out / 'image_2' / f'{name}.png',
                        _encode_png(frame.image))
@@ -521,7 +591,9 @@ def make_demo_dataset(out_dir: PathLike,
                       workers: Optional[int] = None,
                       progress: bool = True,
                       convert: bool = True,
-                      extra_tag: str = 'kitti') -> Dict[str, Path]:
+                      extra_tag: str = 'kitti',
+                      layout: Optional[SceneLayout] = None
+                      ) -> Dict[str, Path]:
     """Render a KITTI-format dataset and (optionally) its mmdet3d infos.
 
     Writes ``training/{image_2,label_2,calib}/<id>.{png,txt}`` for frames
@@ -542,6 +614,9 @@ def make_demo_dataset(out_dir: PathLike,
         progress (bool): Show a tqdm progress bar. Defaults to True.
         convert (bool): Also write the info files. Defaults to True.
         extra_tag (str): Info file prefix. Defaults to 'kitti'.
+        layout (SceneLayout, optional): What the frames hold. Defaults to
+            ``SceneLayout()`` (three classes); the demo uses
+            :data:`DEMO_LAYOUT`.
 
     Returns:
         dict[str, Path]: Info split -> file (empty when not converting).
@@ -554,7 +629,9 @@ def make_demo_dataset(out_dir: PathLike,
         (root / 'training' / sub).mkdir(parents=True, exist_ok=True)
     (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
     n = num_train + num_val
-    jobs = [(str(root), int(seed), i, float(scale)) for i in range(n)]
+    layout = layout if layout is not None else SceneLayout()
+    jobs = [(str(root), int(seed), i, float(scale), layout)
+            for i in range(n)]
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     bar = None
