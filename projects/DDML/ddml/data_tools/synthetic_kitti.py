@@ -71,6 +71,7 @@ CLASS_PRIORS: Dict[str, dict] = {
     'Cyclist': dict(p=0.15, size=(1.76, 1.73, 0.6), std=(0.15, 0.08, 0.08)),
 }
 
+
 @dataclass(frozen=True)
 class SceneLayout:
     """What a frame holds: which classes, how many objects, where.
