@@ -1,9 +1,4 @@
 """Object descriptors: pooling, reading at centres, filters, gathering."""
-import multiprocessing
-import os
-import socket
-import traceback
-
 import pytest
 import torch
 import torch.nn as nn
@@ -16,6 +11,7 @@ from ddml.models.descriptors import (  # noqa: E402
     centers_to_cells, collect_object_descriptors, gather_across_processes,
     gather_object_descriptors, gather_pooled_at_cells, infer_feature_stride,
     pool_descriptor_map, select_objects, ObjectDescriptors)
+from ddml.testing import run_in_gloo_processes  # noqa: E402
 
 
 def _hand_pool(feat, b, r, c, k):
@@ -157,56 +153,26 @@ def test_gather_is_noop_when_not_distributed():
     assert gather_object_descriptors(objs, 1) is objs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _gather_worker(rank, world_size, port, queue):
-    try:
-        import torch.distributed as torch_dist
-        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-        torch.set_num_threads(1)
-        torch_dist.init_process_group(
-            'gloo', rank=rank, world_size=world_size)
-        # rank 0 holds 3 objects in 2 images, rank 1 none, rank 2 one.
-        counts = [3, 0, 1][rank]
-        desc = torch.full((counts, 2), float(rank + 1), requires_grad=True)
-        objs = ObjectDescriptors(desc,
-                                 torch.arange(counts).float() + 10 * rank,
-                                 torch.tensor([0, 1, 1][:counts],
-                                              dtype=torch.long),
-                                 torch.zeros(counts, dtype=torch.long))
-        out = gather_object_descriptors(objs, num_images=2)
-        (out.descriptors.sum(1) * torch.arange(
-            1., out.num_objects + 1)).sum().backward()
-        queue.put((rank, out.descriptors.detach().tolist(),
-                   out.depths.tolist(), out.image_ids.tolist(),
-                   desc.grad.tolist() if counts else []))
-        torch_dist.destroy_process_group()
-    except Exception:  # report to the parent instead of hanging
-        queue.put((rank, traceback.format_exc(), None, None, None))
+def _gather(rank, world_size):
+    # rank 0 holds 3 objects in 2 images, rank 1 none, rank 2 one.
+    counts = [3, 0, 1][rank]
+    desc = torch.full((counts, 2), float(rank + 1), requires_grad=True)
+    objs = ObjectDescriptors(desc,
+                             torch.arange(counts).float() + 10 * rank,
+                             torch.tensor([0, 1, 1][:counts],
+                                          dtype=torch.long),
+                             torch.zeros(counts, dtype=torch.long))
+    out = gather_object_descriptors(objs, num_images=2)
+    (out.descriptors.sum(1) * torch.arange(
+        1., out.num_objects + 1)).sum().backward()
+    return (out.descriptors.detach().tolist(), out.depths.tolist(),
+            out.image_ids.tolist(), desc.grad.tolist() if counts else [])
 
 
 def test_gather_across_three_processes_with_uneven_counts():
-    ctx = multiprocessing.get_context('fork')
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [
-        ctx.Process(target=_gather_worker, args=(r, 3, port, queue))
-        for r in range(3)
-    ]
-    for p in procs:
-        p.start()
-    results = {}
-    for _ in range(3):
-        rank, *rest = queue.get(timeout=60)
-        results[rank] = rest
-    for p in procs:
-        p.join(timeout=30)
+    results = run_in_gloo_processes(_gather, 3, timeout=60)
+    assert sorted(results) == [0, 1, 2]
     for rank, (desc, depths, ids, grad) in results.items():
-        assert depths is not None, desc  # a traceback
         assert desc == [[1., 1.]] * 3 + [[3., 3.]]
         assert depths == [0., 1., 2., 20.]
         # image ids offset by 2 images per preceding process

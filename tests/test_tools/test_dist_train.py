@@ -13,25 +13,18 @@ AttributeError ``_cuda_setDevice`` or ValueError ``device_ids`` without).
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ddml.testing import write_train_config
+from ddml.testing import free_port, write_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = (REPO / 'configs' / 'demo' /
                'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py')
 MAX_ITERS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _write_config(path: Path, data_root: Path) -> Path:
@@ -41,7 +34,7 @@ def _write_config(path: Path, data_root: Path) -> Path:
 
 
 def _dist_train(config: Path, work_dir: Path):
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
                OMP_NUM_THREADS='1')
     return subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), '2',

@@ -19,10 +19,7 @@ cases feed the head only what mmdet3d's training pipeline would deliver:
 """
 import copy
 import inspect
-import multiprocessing
 import os
-import socket
-import traceback
 
 import numpy as np
 import pytest
@@ -42,6 +39,7 @@ from ddml.models.descriptors import infer_feature_stride  # noqa: E402
 from ddml.models.losses import (MultiRangeDepthMetricLoss,  # noqa: E402
                                 QuasiIsometricLoss)
 from ddml.testing import make_samples as _make_samples  # noqa: E402
+from ddml.testing import run_in_gloo_processes  # noqa: E402
 
 register_all_modules(init_default_scope=True)
 
@@ -322,63 +320,21 @@ def _qi_batch():
     return desc, depths
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _run_workers(target, world_size):
-    """Run ``target(rank, world_size, port, queue)`` in ``world_size``
-    forked processes; {rank: (value, grad)} from what they put on the
-    queue (grad is None and value a traceback where a worker failed)."""
-    ctx = multiprocessing.get_context('fork')
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [
-        ctx.Process(target=target, args=(r, world_size, port, queue))
-        for r in range(world_size)
-    ]
-    for p in procs:
-        p.start()
-    results = {}
-    try:
-        for _ in range(world_size):
-            rank, value, grad = queue.get(timeout=90)
-            results[rank] = (value, grad)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    return results
-
-
-def _qi_worker(rank, world_size, port, queue):
-    try:
-        import torch.distributed as torch_dist
-
-        from ddml.models.descriptors import (ObjectDescriptors,
-                                             gather_object_descriptors)
-        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-        torch.set_num_threads(1)
-        torch_dist.init_process_group(
-            'gloo', rank=rank, world_size=world_size)
-        desc, depths = _qi_batch()
-        start = sum(COUNTS[:rank])
-        stop = start + COUNTS[rank]
-        local = desc[start:stop].clone().requires_grad_(True)
-        objs = ObjectDescriptors(local, depths[start:stop],
-                                 torch.zeros(COUNTS[rank], dtype=torch.long),
-                                 torch.zeros(COUNTS[rank], dtype=torch.long))
-        gathered = gather_object_descriptors(objs, num_images=1)
-        loss = QuasiIsometricLoss(eps=6.0)(gathered.descriptors,
-                                           gathered.depths)
-        loss.backward()
-        queue.put((rank, loss.item(), local.grad.tolist()))
-        torch_dist.destroy_process_group()
-    except Exception:  # report to the parent instead of hanging
-        queue.put((rank, traceback.format_exc(), None))
+def _qi_worker(rank, world_size):
+    from ddml.models.descriptors import (ObjectDescriptors,
+                                         gather_object_descriptors)
+    desc, depths = _qi_batch()
+    start = sum(COUNTS[:rank])
+    stop = start + COUNTS[rank]
+    local = desc[start:stop].clone().requires_grad_(True)
+    objs = ObjectDescriptors(local, depths[start:stop],
+                             torch.zeros(COUNTS[rank], dtype=torch.long),
+                             torch.zeros(COUNTS[rank], dtype=torch.long))
+    gathered = gather_object_descriptors(objs, num_images=1)
+    loss = QuasiIsometricLoss(eps=6.0)(gathered.descriptors,
+                                       gathered.depths)
+    loss.backward()
+    return loss.item(), local.grad.tolist()
 
 
 def test_qi_loss_over_two_gloo_processes_equals_one_process():
@@ -388,9 +344,9 @@ def test_qi_loss_over_two_gloo_processes_equals_one_process():
     ref.backward()
     assert ref > 0 and full.grad.abs().sum() > 0
 
-    results = _run_workers(_qi_worker, 2)
+    results = run_in_gloo_processes(_qi_worker, 2)
+    assert sorted(results) == [0, 1]
     for rank, (value, grad) in results.items():
-        assert grad is not None, value  # a traceback
         assert value == pytest.approx(ref.item(), abs=1e-5)
         start = sum(COUNTS[:rank])
         expected = full.grad[start:start + COUNTS[rank]]
@@ -495,21 +451,13 @@ def _wrapper_qi_grad(imgs, samples):
     return loss.item(), wrapper.detector.backbone.weight.grad
 
 
-def _ddp_worker(rank, world_size, port, queue):
-    try:
-        import torch.distributed as torch_dist
-        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-        torch.set_num_threads(1)
-        torch_dist.init_process_group(
-            'gloo', rank=rank, world_size=world_size)
-        imgs, samples = _ddp_batch()
-        value, grad = _wrapper_qi_grad(imgs[2 * rank:2 * rank + 2],
-                                       samples[2 * rank:2 * rank + 2])
-        torch_dist.all_reduce(grad)  # what DDP does: the mean
-        queue.put((rank, value, (grad / world_size).tolist()))
-        torch_dist.destroy_process_group()
-    except Exception:  # report to the parent instead of hanging
-        queue.put((rank, traceback.format_exc(), None))
+def _ddp_worker(rank, world_size):
+    import torch.distributed as torch_dist
+    imgs, samples = _ddp_batch()
+    value, grad = _wrapper_qi_grad(imgs[2 * rank:2 * rank + 2],
+                                   samples[2 * rank:2 * rank + 2])
+    torch_dist.all_reduce(grad)  # what DDP does: the mean
+    return value, (grad / world_size).tolist()
 
 
 def test_wrapper_qi_gradient_under_ddp_equals_one_process():
@@ -521,8 +469,8 @@ def test_wrapper_qi_gradient_under_ddp_equals_one_process():
     ref_value, ref_grad = _wrapper_qi_grad(imgs, samples)
     assert ref_value > 0
 
-    results = _run_workers(_ddp_worker, 2)
+    results = run_in_gloo_processes(_ddp_worker, 2)
+    assert sorted(results) == [0, 1]
     for value, grad in results.values():
-        assert grad is not None, value  # a traceback
         assert value == pytest.approx(ref_value, abs=1e-5)
         assert torch.allclose(torch.tensor(grad), ref_grad, atol=1e-5)

@@ -183,10 +183,14 @@ def train_config(args: argparse.Namespace) -> Config:
 
 
 def test_config(args: argparse.Namespace) -> Config:
-    """Config for testing, with the command-line options applied.
+    """Config for testing: ``load_from`` the checkpoint, and the
+    visualisation hook set up for ``--show`` / ``--show-dir``.
 
     Args:
         args: Parsed :func:`test_parser` arguments.
+
+    Raises:
+        FileNotFoundError: When the checkpoint does not exist.
 
     Returns:
         The config the Runner is built from.

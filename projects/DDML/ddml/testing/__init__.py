@@ -8,11 +8,14 @@
   :func:`compare_infos` compares two info trees;
 * :func:`write_train_config`: a small iteration-based training config;
 * :func:`synthetic_kitti_annos`: synthetic KITTI ground truth and
-  detections for timing mmdet3d's KITTI evaluation.
+  detections for timing mmdet3d's KITTI evaluation;
+* :func:`run_in_gloo_processes`: a function in several CPU processes of
+  one gloo process group; :func:`free_port`.
 
 The hook that kills a training run (:mod:`ddml.testing.hooks`) is imported
 by configs only, so importing this package registers nothing.
 """
+from .distributed import free_port, run_in_gloo_processes
 from .kitti_annos import KITTI_EVAL_CLASSES, synthetic_kitti_annos
 from .kitti_roots import (build_root_from_v1_info, build_root_from_v2_info,
                           compare_infos)
@@ -20,7 +23,8 @@ from .samples import make_box_depth_sample, make_samples
 from .train_configs import write_train_config
 
 __all__ = [
-    'KITTI_EVAL_CLASSES', 'synthetic_kitti_annos', 'build_root_from_v1_info',
+    'free_port', 'run_in_gloo_processes', 'KITTI_EVAL_CLASSES',
+    'synthetic_kitti_annos', 'build_root_from_v1_info',
     'build_root_from_v2_info', 'compare_infos', 'make_box_depth_sample',
     'make_samples', 'write_train_config'
 ]
