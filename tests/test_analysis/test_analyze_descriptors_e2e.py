@@ -60,3 +60,49 @@ def test_analyze_descriptors_random_model(tiny_root, tmp_path, capsys,
     if kitti:
         assert 'Car AP40 3D / BEV' in text
         assert (out / 'm_kitti_eval.log').is_file()
+
+
+def test_plain_and_wrapped_detectors_read_the_same_descriptors(tiny_root):
+    """evaluate_checkpoint reads descriptors along the wrapper's route for
+    a plain detector too: same weights -> same descriptors."""
+    import torch
+    from mmengine.config import Config
+
+    from ddml.analysis.model_eval import (descriptor_reader, evaluate_checkpoint,
+                                          load_model)
+    torch.manual_seed(0)
+    plain_cfg = Config.fromfile(str(BASELINE))
+    model, _ = load_model(plain_cfg, None)
+    ckpt = tiny_root / 'plain.pth'
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    reader = descriptor_reader(model, plain_cfg)
+    assert type(reader).__name__ == 'DepthDiscriminativeDetector'
+    assert reader.detector is model and reader.qi_loss is None
+    kw = dict(split='val', data_root=str(tiny_root), kitti=False,
+              progress=False)
+    plain = evaluate_checkpoint(str(BASELINE), str(ckpt), **kw)
+    wrapped_cfg = Config.fromfile(str(WRAPPER))
+    wrapper, _ = load_model(wrapped_cfg, None)
+    wrapper.detector.load_state_dict(model.state_dict())
+    ckpt_w = tiny_root / 'wrapped.pth'
+    torch.save(dict(state_dict=wrapper.state_dict()), ckpt_w)
+    wrapped = evaluate_checkpoint(str(WRAPPER), str(ckpt_w), **kw)
+    assert plain['descriptors'].shape[0] >= 2
+    torch.testing.assert_close(torch.from_numpy(plain['descriptors']),
+                               torch.from_numpy(wrapped['descriptors']))
+    assert (plain['depths'] == wrapped['depths']).all()
+
+
+def test_loss_gradient_norms_of_every_loss(tiny_root):
+    from ddml.analysis.efficacy import loss_gradient_norms
+    norms = loss_gradient_norms(str(WRAPPER), None, data_root=str(tiny_root),
+                                num_batches=1,
+                                cfg_options={'train_dataloader.batch_size': 2,
+                                             'train_dataloader.dataset.'
+                                             'ann_file': 'kitti_infos_val.pkl'})
+    assert {'loss_cls', 'loss_bbox', 'loss_qi', 'loss_obj_depth'} <= set(norms)
+    for key, value in norms.items():
+        assert value['grad_norm'] >= 0 and value['grad_norm'] < 1e6, key
+    assert norms['loss_obj_depth']['grad_norm'] > 0
+    with pytest.raises(ValueError, match='DepthDiscriminativeDetector'):
+        loss_gradient_norms(str(BASELINE), None, data_root=str(tiny_root))

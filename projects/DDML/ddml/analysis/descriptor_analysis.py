@@ -21,15 +21,17 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ..models.defaults import (DESCRIPTOR_POOL, FEATURE_LEVEL, MAX_DEPTH,
+                               MIN_DEPTH, QI_B, QI_EPS, QI_K)
+
 __all__ = [
     'PairDistances', 'pair_distances', 'pair_statistics', 'pca_2d',
     'descriptor_settings', 'descriptor_report', 'DEFAULT_K', 'DEFAULT_B',
     'DEFAULT_EPS'
 ]
 
-DEFAULT_K = 1.5
-DEFAULT_B = 0.5
-DEFAULT_EPS = 10.0
+#: The quasi-isometry constants used when a config has no QI loss.
+DEFAULT_K, DEFAULT_B, DEFAULT_EPS = QI_K, QI_B, QI_EPS
 
 
 class PairDistances(NamedTuple):
@@ -164,8 +166,7 @@ def descriptor_settings(model_cfg) -> Dict:
     A ``DepthDiscriminativeDetector`` config gives its own
     ``feature_level``, ``descriptor_pool``, depth range, ignored classes
     and, when it has a ``QuasiIsometricLoss``, K/B/eps; a plain detector
-    gets the wrapper's defaults (level 0, 5 x 5, 2-65 m, K=1.5, B=0.5,
-    eps=10).
+    gets the wrapper's defaults (:mod:`ddml.models.defaults`).
 
     Args:
         model_cfg (dict-like): ``cfg.model``.
@@ -175,8 +176,9 @@ def descriptor_settings(model_cfg) -> Dict:
         ``min_depth``, ``max_depth``, ``ignore_classes``, ``K``, ``B``,
         ``eps``.
     """
-    out = dict(wrapper=False, feature_level=0, descriptor_pool=5,
-               min_depth=2., max_depth=65., ignore_classes=(),
+    out = dict(wrapper=False, feature_level=FEATURE_LEVEL,
+               descriptor_pool=DESCRIPTOR_POOL, min_depth=MIN_DEPTH,
+               max_depth=MAX_DEPTH, ignore_classes=(),
                K=DEFAULT_K, B=DEFAULT_B, eps=DEFAULT_EPS)
     if model_cfg.get('type', None) == 'DepthDiscriminativeDetector':
         out['wrapper'] = True

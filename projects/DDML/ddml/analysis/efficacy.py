@@ -480,7 +480,6 @@ def loss_gradient_norms(config: str,
     from mmengine.dataset import pseudo_collate
 
     from mmdet3d.registry import DATASETS
-    from ddml.models.descriptors import infer_feature_stride
     from .model_eval import load_model
     cfg = Config.fromfile(config)
     if cfg_options:
@@ -503,12 +502,10 @@ def loss_gradient_norms(config: str,
         data = model.data_preprocessor(
             pseudo_collate([dataset[int(i)] for i in idx]), True)
         inputs, samples = data['inputs'], data['data_samples']
-        feats = model.detector.extract_feat(inputs)
-        feat = model.select_feature(feats)
-        losses = dict(model.detector.bbox_head.loss(feats, samples))
-        stride = infer_feature_stride(inputs['imgs'].shape[-2:],
-                                      feat.shape[-2:])
-        losses.update(model.loss_auxiliary(feat, stride, samples))
+        # the wrapper's own route (as in its loss())
+        feats = model.extract_feat(inputs)
+        feat, _ = model.aux_feature_map(feats, inputs)
+        losses = model.loss_by_feat(feats, inputs, samples)
         for key, value in losses.items():
             if isinstance(value, (list, tuple)):
                 value = sum(value)

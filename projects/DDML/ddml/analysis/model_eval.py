@@ -1,10 +1,13 @@
 """One pass of a trained detector over a dataset split.
 
 :func:`evaluate_checkpoint` runs the detector's ordinary ``predict`` on each
-image (timed), reads the object descriptors from the same forward pass (a
-hook on the feature extractor, so no second pass) at the ground-truth
-projected centres, and then evaluates the predictions with mmdet3d's
-``KittiMetric`` (3D, BEV, 2D AP) and the depth error of matched detections.
+image (timed), reads the object descriptors at the ground-truth projected
+centres along the training route (``DepthDiscriminativeDetector``'s
+``extract_feat`` -> ``aux_feature_map`` -> ``object_descriptors``; a plain
+detector is wrapped without losses for that, :func:`descriptor_reader`),
+and then evaluates the predictions with mmdet3d's ``KittiMetric`` (3D, BEV,
+2D AP), ddml's ``CentreDistanceMetric`` and the depth error of matched
+detections.
 
 The images go through the config's test pipeline, with the annotations
 loaded as well (``LoadAnnotations3D`` and the GT keys of
@@ -25,8 +28,8 @@ from .demo_report import depth_errors, match_detections  # noqa: F401
 from .descriptor_analysis import descriptor_settings
 
 __all__ = ['CENTRE_DISTANCE_KEYS', 'annotated_pipeline', 'load_model',
-           'build_split_dataset', 'evaluate_checkpoint', 'kitti_summary',
-           'evaluate_run']
+           'build_split_dataset', 'descriptor_reader', 'evaluate_checkpoint',
+           'kitti_summary', 'evaluate_run']
 
 #: ``CentreDistanceMetric`` figures copied into a row as ``cd_<key>``.
 CENTRE_DISTANCE_KEYS = (
@@ -144,10 +147,32 @@ def build_split_dataset(cfg, split: Optional[str] = 'val',
     return DATASETS.build(ds_cfg)
 
 
-def _feature_hook_target(detector):
-    if getattr(detector, 'with_neck', False):
-        return detector.neck
-    return detector.backbone
+def descriptor_reader(model, cfg):
+    """The ``DepthDiscriminativeDetector`` whose :meth:`aux_feature_map`
+    and :meth:`object_descriptors` read a model's object descriptors.
+
+    For a wrapper config that is the model itself; a plain detector is
+    wrapped without any loss, with the descriptor options of
+    :func:`descriptor_settings` (the wrapper's defaults), so that both
+    read descriptors along the same route as training.
+
+    Args:
+        model (nn.Module): The built model (wrapper or plain detector).
+        cfg (Config): Its config.
+
+    Returns:
+        DepthDiscriminativeDetector: The reader (eval mode).
+    """
+    from ..models.detectors import DepthDiscriminativeDetector
+    if isinstance(model, DepthDiscriminativeDetector):
+        return model
+    s = descriptor_settings(cfg.model)
+    return DepthDiscriminativeDetector(
+        model, feature_level=s['feature_level'],
+        descriptor_pool=s['descriptor_pool'], qi_loss=None,
+        depth_map_head=None, min_depth=s['min_depth'],
+        max_depth=s['max_depth'],
+        ignore_classes=s['ignore_classes']).eval()
 
 
 def kitti_summary(metrics: Dict[str, float],
@@ -224,8 +249,6 @@ def evaluate_checkpoint(config,
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
 
-    from ddml.models.descriptors import (collect_object_descriptors,
-                                         infer_feature_stride)
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     cfg = copy.deepcopy(cfg)
     if cfg_options:
@@ -236,44 +259,33 @@ def evaluate_checkpoint(config,
         dataset = build_split_dataset(cfg, split, data_root)
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
 
-    captured = {}
-    handle = _feature_hook_target(detector).register_forward_hook(
-        lambda mod, inp, out: captured.__setitem__('feats', out))
+    reader = descriptor_reader(model, cfg) if descriptors else None
     results, times, cpu_times = [], [], []
     all_desc, all_depth, all_label = [], [], []
     indices = range(n)
     if progress:
         from tqdm import tqdm
         indices = tqdm(indices, desc='inference', unit='img', leave=False)
-    try:
-        with torch.no_grad():
-            for idx in indices:
-                batch = pseudo_collate([dataset[idx]])
-                data = model.data_preprocessor(batch, False)
-                inputs, samples = data['inputs'], data['data_samples']
-                start, cpu0 = time.perf_counter(), time.process_time()
-                preds = detector.predict(inputs, samples)
-                times.append(time.perf_counter() - start)
-                cpu_times.append(time.process_time() - cpu0)
-                for sample in preds:
-                    results.append(_to_result(sample))
-                if descriptors:
-                    feats = captured.pop('feats')
-                    levels = (feats, ) if isinstance(feats, torch.Tensor) \
-                        else tuple(feats)
-                    feat = levels[settings['feature_level']]
-                    stride = infer_feature_stride(inputs['imgs'].shape[-2:],
-                                                  feat.shape[-2:])
-                    objs = collect_object_descriptors(
-                        feat.float(), [s.gt_instances_3d for s in samples],
-                        stride, settings['descriptor_pool'],
-                        settings['min_depth'], settings['max_depth'],
-                        settings['ignore_classes'])
-                    all_desc.append(objs.descriptors.cpu().numpy())
-                    all_depth.append(objs.depths.cpu().numpy())
-                    all_label.append(objs.labels.cpu().numpy())
-    finally:
-        handle.remove()
+    with torch.no_grad():
+        for idx in indices:
+            batch = pseudo_collate([dataset[idx]])
+            data = model.data_preprocessor(batch, False)
+            inputs, samples = data['inputs'], data['data_samples']
+            start, cpu0 = time.perf_counter(), time.process_time()
+            preds = detector.predict(inputs, samples)
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu0)
+            for sample in preds:
+                results.append(_to_result(sample))
+            if reader is not None:
+                # the training route: extract_feat -> aux_feature_map ->
+                # object_descriptors (a second, untimed backbone pass)
+                feat, stride = reader.aux_feature_map(
+                    reader.extract_feat(inputs), inputs)
+                objs = reader.object_descriptors(feat, stride, samples)
+                all_desc.append(objs.descriptors.cpu().numpy())
+                all_depth.append(objs.depths.cpu().numpy())
+                all_label.append(objs.labels.cpu().numpy())
 
     skip = warmup if len(times) > warmup else 0
     timed, cpu_timed = np.asarray(times[skip:]), np.asarray(cpu_times[skip:])
