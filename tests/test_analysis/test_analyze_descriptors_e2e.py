@@ -68,8 +68,8 @@ def test_plain_and_wrapped_detectors_read_the_same_descriptors(tiny_root):
     import torch
     from mmengine.config import Config
 
-    from ddml.analysis.model_eval import (descriptor_reader, evaluate_checkpoint,
-                                          load_model)
+    from ddml.analysis.model_eval import (descriptor_reader,
+                                          evaluate_checkpoint, load_model)
     torch.manual_seed(0)
     plain_cfg = Config.fromfile(str(BASELINE))
     model, _ = load_model(plain_cfg, None)
@@ -95,12 +95,12 @@ def test_plain_and_wrapped_detectors_read_the_same_descriptors(tiny_root):
 
 def test_loss_gradient_norms_of_every_loss(tiny_root):
     from ddml.analysis.efficacy import loss_gradient_norms
+    options = {'train_dataloader.batch_size': 2,
+               'train_dataloader.dataset.ann_file': 'kitti_infos_val.pkl'}
     norms = loss_gradient_norms(str(WRAPPER), None, data_root=str(tiny_root),
-                                num_batches=1,
-                                cfg_options={'train_dataloader.batch_size': 2,
-                                             'train_dataloader.dataset.'
-                                             'ann_file': 'kitti_infos_val.pkl'})
-    assert {'loss_cls', 'loss_bbox', 'loss_qi', 'loss_obj_depth'} <= set(norms)
+                                num_batches=1, cfg_options=options)
+    assert {'loss_cls', 'loss_bbox', 'loss_qi',
+            'loss_obj_depth'} <= set(norms)
     for key, value in norms.items():
         assert value['grad_norm'] >= 0 and value['grad_norm'] < 1e6, key
     assert norms['loss_obj_depth']['grad_norm'] > 0
