@@ -1,7 +1,9 @@
 """The ddml demo: synthetic KITTI-format data, baseline vs. method.
 
 ``make demo`` runs this script. It renders the synthetic dataset into
-``--data-root`` (once), trains the demo baseline and the same detector with
+``--data-root`` (once; Cars only, 4-45 m, at 1/3 of KITTI's resolution),
+trains the demo baseline (MonoDLE's head on a half-width ResNet-18) and the
+same detector with
 the method (``--method ddml``: quasi-isometric loss + object-wise depth-map
 head; ``ddml-release``: the loss exactly as the authors released it;
 ``metricdepth``: MetricDepth's multi-range loss + depth-map head) with the
@@ -20,15 +22,12 @@ import warnings
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 _DEMO = 'configs/demo/'
-BASELINE_CONFIG = _DEMO + 'smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-' \
-    'mono3d.py'
+_NAME = 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+BASELINE_CONFIG = _DEMO + _NAME
 METHOD_CONFIGS = {
-    'ddml': _DEMO + 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-'
-    'mono3d.py',
-    'ddml-release': _DEMO + 'ddml-release_smoke_r18-half_secondfpn_1xb8-1k_'
-    'demo-kitti-mono3d.py',
-    'metricdepth': _DEMO + 'ddml-metricdepth_smoke_r18-half_secondfpn_'
-    '1xb8-1k_demo-kitti-mono3d.py',
+    'ddml': _DEMO + 'ddml_' + _NAME,
+    'ddml-release': _DEMO + 'ddml-release_' + _NAME,
+    'metricdepth': _DEMO + 'ddml-metricdepth_' + _NAME,
 }
 # Chosen from the learning curve in docs/benchmarks.md ("Demo").
 DEFAULT_ITERS = 800

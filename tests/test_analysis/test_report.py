@@ -186,10 +186,11 @@ def test_kitti_summary_keys():
         'pred_instances_3d/KITTI/Car_2D_AP40_hard_strict': 3.,
         'pred_instances_3d/KITTI/Car_3D_AP11_moderate_strict': 9.,
         'pred_instances_3d/KITTI/Cyclist_3D_AP40_moderate_strict': 9.,
+        'pred_instances/KITTI/Car_2D_AP40_hard_strict': 4.,
     }
     assert kitti_summary(metrics) == dict(AP3D_mod=1.5,
                                           APBEV_easy_loose=20.,
-                                          AP2D_hard=3.)
+                                          AP2D_hard=3., AP2Dreg_hard=4.)
     pipe = annotated_pipeline([
         dict(type='LoadImageFromFileMono3D'),
         dict(type='AffineResize', img_scale=(416, 128), down_ratio=4),

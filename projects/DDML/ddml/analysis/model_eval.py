@@ -179,20 +179,26 @@ def kitti_summary(metrics: Dict[str, float],
                   cls: str = 'Car') -> Dict[str, float]:
     """Short names of the KITTI AP40 figures of one class.
 
-    Keys ``AP3D_{easy,mod,hard}``, ``APBEV_*``, ``AP2D_*`` (strict IoU: 0.7
-    for Car, 0.5 otherwise) and ``AP3D_*_loose`` etc. (0.5 for Car, 0.25
-    otherwise), percentages as mmdet3d reports them.
+    Keys ``AP3D_{easy,mod,hard}``, ``APBEV_*``, ``AP2D_*`` (the 2D boxes of
+    the projected 3D boxes, ``pred_instances_3d``; strict IoU: 0.7 for Car,
+    0.5 otherwise) and ``AP3D_*_loose`` etc. (0.5 for Car, 0.25
+    otherwise), percentages as mmdet3d reports them; ``AP2Dreg_*`` is the
+    2D AP of the detector's own 2D boxes (``pred_instances``) where it
+    predicts them (MonoDLE).
     """
     out = {}
     short = dict(easy='easy', moderate='mod', hard='hard')
     kinds = dict(**{'3D': 'AP3D', 'BEV': 'APBEV', '2D': 'AP2D'})
     for key, value in metrics.items():
-        m = re.search(rf'(?:^|/){cls}_(3D|BEV|2D)_AP40_(easy|moderate|hard)_'
+        m = re.search(rf'(^|/){cls}_(3D|BEV|2D)_AP40_(easy|moderate|hard)_'
                       r'(strict|loose)$', key)
         if m is None:
             continue
-        name = f'{kinds[m.group(1)]}_{short[m.group(2)]}'
-        if m.group(3) == 'loose':
+        kind = kinds[m.group(2)]
+        if key.startswith('pred_instances/'):
+            kind = 'AP2Dreg'
+        name = f'{kind}_{short[m.group(3)]}'
+        if m.group(4) == 'loose':
             name += '_loose'
         out[name] = float(value)
     return out

@@ -8,6 +8,8 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
+from ..models.defaults import QI_B, QI_K
+
 __all__ = ['plot_training_curves', 'plot_pair_distances', 'plot_pca']
 
 
@@ -97,8 +99,8 @@ def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
 def plot_pair_distances(depth_dist: np.ndarray,
                         desc_dist: np.ndarray,
                         path: str,
-                        K: float = 1.5,
-                        B: float = 0.5,
+                        K: float = QI_K,
+                        B: float = QI_B,
                         eps: Optional[float] = 10.0,
                         title: str = '',
                         stats: Optional[Dict[str, float]] = None,
