@@ -1,5 +1,9 @@
 # FCOS3D + DDML on Waymo's front camera: descriptors from the first FPN level
 # (stride 8, 256 channels).
+# QI loss: the 'hinge' form at weight 1 (our reading of the paper's bounds
+# d/K - B <= e <= K d + B, both violations penalised), not the release's
+# 'official' softmax-like form (temperature 10, detached target, weight 0.5;
+# minimising it pulls lower-bound violators closer; README.md, The losses).
 _base_ = ['./fcos3d_r101-caffe-dcn_fpn_head-gn_8xb3-2x_waymoD3-fov-mono3d.py']
 
 model = dict(

@@ -1,4 +1,8 @@
 # PGD + DDML on KITTI, Car only.
+# QI loss: the 'hinge' form at weight 1 (our reading of the paper's bounds
+# d/K - B <= e <= K d + B, both violations penalised), not the release's
+# 'official' softmax-like form (temperature 10, detached target, weight 0.5;
+# minimising it pulls lower-bound violators closer): see ./ddml-release_*.
 _base_ = ['./pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py']
 
 model = dict(

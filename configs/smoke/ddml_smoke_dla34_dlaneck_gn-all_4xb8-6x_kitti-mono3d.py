@@ -1,6 +1,10 @@
 # SMOKE + DDML: quasi-isometric loss on object descriptors read from the
 # DLA neck output (stride 4, 64 channels) and the object-wise depth-map head.
 # Both are training-only; predict() is SMOKE's.
+# QI loss: the 'hinge' form at weight 1 (our reading of the paper's bounds
+# d/K - B <= e <= K d + B, both violations penalised), not the release's
+# 'official' softmax-like form (temperature 10, detached target, weight 0.5;
+# minimising it pulls lower-bound violators closer): see ./ddml-release_*.
 _base_ = ['./smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d.py']
 
 model = dict(

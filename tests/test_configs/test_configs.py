@@ -6,6 +6,9 @@ CPU), on the real KITTI frames of ``../shared/data`` and on synthetic
 frames; each Waymo config runs two training iterations on the real Waymo
 frames. Inputs are shrunk (the resize steps of the pipelines) and
 pretrained weights are not loaded, so that this runs on a 2-core CPU.
+The ``ddml-release_*`` variants build the quasi-isometric loss and the
+depth-map head with the settings of the authors' release, and every DDML
+config says in its header comment which form of the loss it trains.
 """
 import math
 from pathlib import Path
@@ -20,6 +23,8 @@ CONFIGS = sorted(c for c in (REPO / 'configs').rglob('*.py')
                  if '_base_' not in c.parts)
 KITTI = [c for c in CONFIGS if 'kitti-mono3d' in c.name]
 WAYMO = [c for c in CONFIGS if 'waymo' in c.name]
+DDML = [c for c in CONFIGS if c.name.startswith('ddml_')]
+RELEASE = [c for c in CONFIGS if c.name.startswith('ddml-release_')]
 SMALL = (320, 96)  # (w, h) for KITTI-shaped inputs
 SMALL_WAYMO = (320, 224)
 
@@ -33,8 +38,71 @@ def test_configs_found():
     assert set(KITTI) | set(WAYMO) == set(CONFIGS)
 
 
+RELEASED_QI = dict(mode='official', temperature=10.0, detach_target=True,
+                   loss_weight=0.5)
+
+
+def test_every_kitti_ddml_config_has_a_release_variant():
+    """Each KITTI ``ddml_*`` config has a ``ddml-release_*`` sibling that
+    differs from it only in the settings of the QI loss and the depth-map
+    head's weight."""
+    kitti_ddml = [c for c in DDML if c in KITTI]
+    assert len(kitti_ddml) >= 5 and len(RELEASE) >= len(kitti_ddml)
+    for config in kitti_ddml:
+        release = config.with_name(
+            config.name.replace('ddml_', 'ddml-release_', 1))
+        assert release in RELEASE, f'{_rel(config)} has no {release.name}'
+        ours = Config.fromfile(str(config)).to_dict()
+        ours['model']['qi_loss'].update(RELEASED_QI)
+        ours['model']['depth_map_head']['loss_weight'] = 1.0
+        theirs = Config.fromfile(str(release)).to_dict()
+        assert theirs == ours, (
+            f'{_rel(release)} differs from {config.name} in more than the '
+            'QI loss settings and the depth-map head weight')
+
+
+@pytest.mark.parametrize('config', RELEASE, ids=_rel)
+def test_release_config_builds_released_losses(config):
+    """``ddml-release_*``: the QI loss in its released form (``official``,
+    temperature 10, detached target, weight 0.5) and the depth-map head at
+    weight 1, on the wrapper that is actually built."""
+    from mmdet3d.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet3d')
+    cfg = Config.fromfile(str(config))
+    _detector_cfg(cfg).backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    assert type(model).__name__ == 'DepthDiscriminativeDetector'
+    qi = model.qi_loss
+    assert type(qi).__name__ == 'QuasiIsometricLoss'
+    assert {k: getattr(qi, k) for k in RELEASED_QI} == RELEASED_QI
+    assert qi.detach_target is True
+    assert model.metric_loss is None and model.dense_metric_loss is None
+    assert type(model.depth_map_head).__name__ == 'ObjectDepthMapHead'
+    assert model.depth_map_head.loss_weight == 1.0
+
+
+@pytest.mark.parametrize('config', DDML + RELEASE, ids=_rel)
+def test_ddml_config_names_its_qi_loss_form(config):
+    """The header comment of every DDML config names the form of the
+    quasi-isometric loss that the config trains."""
+    cfg = Config.fromfile(str(config))
+    mode = cfg.model.qi_loss.get('mode', 'hinge')
+    comments = [line for line in config.read_text().splitlines()
+                if line.lstrip().startswith('#')]
+    assert any(mode in line for line in comments), (
+        f'{_rel(config)} trains the {mode!r} form of the QI loss; say so '
+        'in its header comment (and how it differs from the release)')
+
+
 def _detector_cfg(cfg: Config):
     return cfg.model.get('detector', cfg.model)
+
+
+def _evaluators(evaluator):
+    """The metric configs of an evaluator field (one dict or a list)."""
+    return list(evaluator) if isinstance(evaluator, (list, tuple)) \
+        else [evaluator]
 
 
 def _shrink_pipeline(pipeline, scale):
@@ -70,7 +138,8 @@ def _small_run_cfg(path, root, work_dir, scale, dataset='kitti'):
     _loader(cfg.train_dataloader, root, f'{dataset}_infos_train.pkl', scale)
     cfg.train_dataloader.batch_size = 2
     _loader(cfg.test_dataloader, root, f'{dataset}_infos_val.pkl', scale)
-    cfg.test_evaluator.ann_file = str(root / f'{dataset}_infos_val.pkl')
+    for metric in _evaluators(cfg.test_evaluator):
+        metric.ann_file = str(root / f'{dataset}_infos_val.pkl')
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
     cfg.param_scheduler = None
@@ -145,8 +214,10 @@ def test_config_builds(config):
     model = MODELS.build(cfg.model)
     if cfg.model.type == 'DepthDiscriminativeDetector':
         detector = type(model.detector).__name__
-        assert detector in ('SMOKEMono3D', 'FCOSMono3D')
+        assert detector in ('SMOKEMono3D', 'FCOSMono3D', 'MonoDLE')
     want = 'WaymoMono3DMetric' if 'waymo' in config.name else 'KittiMetric'
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
-        assert evaluator.type == want
-        assert type(METRICS.build(evaluator)).__name__ == want
+        metrics = _evaluators(evaluator)
+        assert metrics[0].type == want
+        for metric in metrics:
+            assert type(METRICS.build(metric)).__name__ == metric.type

@@ -1,0 +1,12 @@
+# FCOS3D + DDML on KITTI with the loss settings of the authors' release on
+# MonoDLE (mingyuShin/DDML-M3DOD): the quasi-isometric loss in its 'official'
+# form (temperature 10, detached target, weight 0.5) and the object-wise
+# depth-map head at weight 1. Compare with
+# ./ddml_fcos3d_r101-caffe-dcn_fpn_head-gn_8xb2-1x_kitti-mono3d.py, which
+# trains the 'hinge' form (see configs/README.md).
+_base_ = ['./ddml_fcos3d_r101-caffe-dcn_fpn_head-gn_8xb2-1x_kitti-mono3d.py']
+
+model = dict(
+    qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
+                 loss_weight=0.5),
+    depth_map_head=dict(loss_weight=1.0))

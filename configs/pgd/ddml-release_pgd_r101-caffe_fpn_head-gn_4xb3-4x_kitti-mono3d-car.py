@@ -1,0 +1,12 @@
+# PGD + DDML on KITTI, Car only, with the loss settings of the authors' release
+# on MonoDLE (mingyuShin/DDML-M3DOD): the quasi-isometric loss in its
+# 'official' form (temperature 10, detached target, weight 0.5) and the
+# object-wise depth-map head at weight 1. Compare with
+# ./ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py, which
+# trains the 'hinge' form (see configs/README.md).
+_base_ = ['./ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py']
+
+model = dict(
+    qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
+                 loss_weight=0.5),
+    depth_map_head=dict(loss_weight=1.0))
