@@ -1,5 +1,7 @@
-# The demo baseline with DDML: quasi-isometric loss on object descriptors
-# and the object-wise depth-map head, both training-only.
+# The light SMOKE (used by the tests and as a second demo detector) with
+# DDML: the quasi-isometric loss in its 'hinge' form (weight 1) on object
+# descriptors and the object-wise depth-map head, both training-only. The
+# release's 'official' form is ./ddml-release_smoke_*.py.
 _base_ = ['./smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
 
 model = dict(

@@ -1,6 +1,8 @@
-# The demo baseline: SMOKE's head on a light backbone (ResNet-18 at half
-# width, no deformable convolutions) so it trains on 2 CPU cores in minutes,
-# on the synthetic KITTI-format data of tools/make_demo_dataset.py.
+# A light SMOKE: SMOKE's head on a half-width ResNet-18 (no deformable
+# convolutions), 416x128 input, on the synthetic KITTI-format data of
+# tools/make_demo_dataset.py. The tests train it; the demo itself uses
+# ./monodle_r18-half_*.py, which learns far faster on 2 CPU cores (see
+# docs/benchmarks.md, "Demo").
 _base_ = ['mmdet3d::smoke/smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d.py']
 custom_imports = dict(imports=['ddml'], allow_failed_imports=False)
 
