@@ -9,7 +9,9 @@ APH at LEVEL_1 / LEVEL_2, per range bin, and the camera-only LET-3D-AP /
 APL / APH) in numpy (:mod:`ddml.evaluation.waymo_ap`), from the predictions
 and the ground truth in mmdet3d's Waymo info files, so it runs in any
 environment that runs mmdet3d.  ``tests/test_evaluation/test_waymo_oracle.py``
-checks the core against Waymo's own TensorFlow op.
+checks the core against Waymo's own TensorFlow op, and
+``test_waymo_metric_e2e_oracle.py`` the whole metric (camera boxes and infos
+in, figures out) against the op fed boxes converted independently.
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
