@@ -89,7 +89,7 @@ param_scheduler = [
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=max_iters // 2,
         max_keep_ckpts=2))
