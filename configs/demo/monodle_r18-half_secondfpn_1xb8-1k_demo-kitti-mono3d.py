@@ -1,97 +1,49 @@
-# The demo detector: MonoDLE's head (ddml's MonoDLEHead: centre heatmap,
-# regressed 2D box, depth with aleatoric uncertainty, 3D offset, size and
-# 12-bin heading) on a half-width ResNet-18 with mmdet3d's SECONDFPN neck
-# (stride 4, 64 channels, no deformable convolutions), Car only, 416x128
-# input, for the synthetic data of tools/make_demo_dataset.py --layout demo
-# (rendered at 1/3 of KITTI's resolution). It trains on one CPU core in
-# minutes; the learning curve behind the schedule is in docs/benchmarks.md.
-_base_ = ['../monodle/monodle_dla34_dlaup_2xb8-140e_kitti-mono3d-car.py']
+# The demo detector: the light SMOKE of ./smoke_r18-half_*.py (half-width
+# ResNet-18 + SECONDFPN, stride 4, 64 channels, 416x128 input, the same data
+# and schedule) with MonoDLE's head in place of SMOKE's (ddml's MonoDLEHead,
+# as in configs/monodle/: centre heatmap, regressed 2D box, depth with
+# aleatoric uncertainty, 3D offset, size and 12-bin heading), Car only, for
+# the data of tools/make_demo_dataset.py --layout demo. It learns far faster
+# than SMOKE on 2 CPU cores (docs/benchmarks.md, "Demo").
+_base_ = ['./smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
 
-data_root = 'data/demo_kitti/'
-img_scale = (416, 128)
-
+class_names = ['Car']
+metainfo = dict(classes=class_names)
 model = dict(
-    backbone=dict(
+    type='MonoDLE',
+    bbox_head=dict(
         _delete_=True,
-        type='mmdet.ResNet',
-        depth=18,
-        base_channels=32,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False,
-        style='pytorch',
-        init_cfg=None),
-    # upsample the four stages to stride 4 and concatenate: 4 x 16 = 64
-    neck=dict(
+        type='MonoDLEHead',
+        num_classes=1,
+        in_channels=64,
+        feat_channels=32,
+        # the release's mean Car size (l, h, w), configs/monodle/
+        bbox_coder=dict(
+            type='MonoDLECoder',
+            mean_sizes=((3.52588311, 1.52563191, 1.62856739), ),
+            num_heading_bins=12),
+        min_depth=2.0,
+        max_depth=65.0,
+        skip_3d_on_affine_aug=True),
+    test_cfg=dict(
         _delete_=True,
-        type='SECONDFPN',
-        in_channels=[32, 64, 128, 256],
-        out_channels=[16, 16, 16, 16],
-        upsample_strides=[1, 2, 4, 8],
-        norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01),
-        upsample_cfg=dict(type='deconv', bias=False),
-        use_conv_for_no_stride=True),
-    bbox_head=dict(in_channels=64, feat_channels=32))
+        topk=50,
+        local_maximum_kernel=3,
+        score_thr=0.2,
+        pred_2d=True))
 
-train_pipeline = [
-    dict(type='LoadImageFromFileMono3D'),
-    dict(
-        type='LoadAnnotations3D',
-        with_bbox=True,
-        with_label=True,
-        with_attr_label=False,
-        with_bbox_3d=True,
-        with_label_3d=True,
-        with_bbox_depth=True),
-    dict(type='RandomFlip3D', flip_ratio_bev_horizontal=0.5),
-    dict(type='AffineResize', img_scale=img_scale, down_ratio=4),
-    dict(
-        type='Pack3DDetInputs',
-        keys=[
-            'img', 'gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d',
-            'gt_labels_3d', 'centers_2d', 'depths'
-        ]),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFileMono3D'),
-    dict(type='AffineResize', img_scale=img_scale, down_ratio=4),
-    dict(type='Pack3DDetInputs', keys=['img'])
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    persistent_workers=True,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    num_workers=1,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+train_dataloader = dict(num_workers=1, dataset=dict(metainfo=metainfo))
+val_dataloader = dict(dataset=dict(metainfo=metainfo))
 test_dataloader = val_dataloader
+# KITTI's AP and, beside it, centre-distance AP and depth error by range
 val_evaluator = [
-    dict(type='KittiMetric', ann_file=data_root + 'kitti_infos_val.pkl'),
-    dict(type='CentreDistanceMetric',
-         ann_file=data_root + 'kitti_infos_val.pkl')
+    {{_base_.val_evaluator}},
+    dict(
+        type='CentreDistanceMetric',
+        ann_file={{_base_.val_evaluator.ann_file}})
 ]
 test_evaluator = val_evaluator
-
-max_iters = 1000
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=max_iters,
-    val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
-         end=50),
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
-         milestones=[int(max_iters * 0.8)], gamma=0.1)
-]
-auto_scale_lr = dict(enable=False, base_batch_size=8)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
-    checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=max_iters // 2,
-        max_keep_ckpts=2))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
+# MonoDLE's optimizer settings (Adam with weight decay 1e-5, none on biases)
+optim_wrapper = dict(
+    optimizer=dict(weight_decay=1e-5), paramwise_cfg=dict(bias_decay_mult=0.))
+default_hooks = dict(logger=dict(log_metric_by_epoch=False))
