@@ -155,7 +155,7 @@ def threshold_gap(gt_annos: List[dict], dt_annos: List[dict]) -> float:
     ground truth of one frame to a KITTI threshold (CPU, exact)."""
     use_cpu_rotated_iou('cpu')
     gaps = []
-    for gt, dt in zip(gt_annos, dt_annos):
+    for gt, dt in zip(gt_annos, dt_annos, strict=True):
         boxes = np.c_[dt['location'], dt['dimensions'],
                       dt['rotation_y']].astype(np.float64)
         qboxes = np.c_[gt['location'], gt['dimensions'], gt['rotation_y']]

@@ -158,7 +158,8 @@ def metric_kink_distance(loss: MultiRangeDepthMetricLoss, fa, fs, za,
     dist = (fa - fs).norm(dim=1)[valid]
     gaps = [float('inf')]
     uppers = loss.neg_bounds[1:] + (float('inf'), )
-    for low, high, margin in zip(loss.neg_bounds, uppers, loss.margins):
+    for low, high, margin in zip(loss.neg_bounds, uppers, loss.margins,
+                                 strict=True):
         neg = (delta > low) & (delta <= high)
         if bool(neg.any()):
             gaps.append(float((dist[neg] - margin).abs().min()))
@@ -181,7 +182,7 @@ def test_multi_range_loss_cuda_equals_cpu(ieee_fp32, relative):
     cuda_value, cuda_grads = value_and_grad(loss, device, *inputs,
                                             grad_args=2)
     torch.testing.assert_close(cuda_value, cpu_value, **TOL)
-    for cuda_grad, cpu_grad in zip(cuda_grads, cpu_grads):
+    for cuda_grad, cpu_grad in zip(cuda_grads, cpu_grads, strict=True):
         assert_same_grad(cuda_grad, cpu_grad)
 
 

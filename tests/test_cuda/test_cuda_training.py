@@ -205,7 +205,7 @@ def test_demo_detector_trains_on_cuda(deterministic_cudnn, demo_batches,
         assert spy.calls['qi_loss'] == [] and \
             spy.calls['depth_map_head'] == []
         assert len(wrapped) == len(plain) == BATCH
-        for ours, theirs in zip(wrapped, plain):
+        for ours, theirs in zip(wrapped, plain, strict=True):
             a, b = ours.pred_instances_3d, theirs.pred_instances_3d
             assert len(a.scores_3d) > 0
             assert a.bboxes_3d.tensor.device.type == 'cuda'

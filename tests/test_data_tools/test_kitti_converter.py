@@ -118,7 +118,7 @@ def test_frame000007_2d_boxes_match_mmdet3d_coco_json(kitti_test_root,
         (kitti_test_root / 'kitti_infos_mono3d.coco.json').read_text())
     anns = anns['annotations']
     assert len(cam) == len(anns) == 4
-    for c, a in zip(cam, anns):
+    for c, a in zip(cam, anns, strict=True):
         x, y, w, h = a['bbox']
         np.testing.assert_allclose(c['bbox'], [x, y, x + w, y + h],
                                    atol=1e-6)

@@ -56,7 +56,7 @@ def test_label_round_trip(tmp_path):
         objs = read_label_file(root / f'training/label_2/{name}.txt')
         frame = render_frame(_rng(11, i), cam)
         assert len(objs) == len(frame.objects)
-        for obj, ref in zip(objs, frame.objects):
+        for obj, ref in zip(objs, frame.objects, strict=True):
             assert obj['name'] == ref['name']
             if obj['name'] == 'DontCare':
                 continue
@@ -82,7 +82,7 @@ def test_occlusion_and_pixels_consistent():
     seen = set()
     for i in range(40):
         f = render_frame(_rng(5, i), cam)
-        for obj, frac in zip(f.objects, f.visible_fraction):
+        for obj, frac in zip(f.objects, f.visible_fraction, strict=True):
             if obj['name'] == 'DontCare':
                 assert frac < 0.15
                 continue
@@ -101,7 +101,7 @@ def test_colours_independent_of_depth():
     for i in range(150):
         f = render_frame(_rng(21, i), cam)
         care = [o for o in f.objects if o['name'] != 'DontCare']
-        for o, col in zip(care, f.base_colors):
+        for o, col in zip(care, f.base_colors, strict=True):
             depth.append(o['location'][2])
             base.append(col)
         # Mean rendered colour of the visible pixels of each object.

@@ -132,7 +132,7 @@ def perfect(frames, classes: Sequence[str],
 
 
 def assert_ap(out, name, expected: Sequence[float]):
-    for t, e in zip(THRS, expected):
+    for t, e in zip(THRS, expected, strict=True):
         assert out[f'{name}_AP_{t}m'] == pytest.approx(e, abs=1e-9), t
 
 
@@ -210,9 +210,9 @@ def test_depth_error_is_binned_by_ground_truth_depth(tmp_path):
     shifts = [[0.5, -0.3, 1.0], [-1.5, 1.0]]  # along z (m)
     ann = write_infos(tmp_path, frames)
     samples = []
-    for i, (objs, dz) in enumerate(zip(frames, shifts)):
+    for i, (objs, dz) in enumerate(zip(frames, shifts, strict=True)):
         boxes = [list(b) for _, b in objs]
-        for b, d in zip(boxes, dz):
+        for b, d in zip(boxes, dz, strict=True):
             b[2] += d
         samples.append(sample(i, boxes, [0.5] * len(boxes), [0] * len(dz)))
     out = evaluate(ann, samples)

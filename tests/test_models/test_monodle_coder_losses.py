@@ -231,7 +231,8 @@ def test_hierarchical_task_learning_by_hand():
     # epoch means of task a: 10, 8, 6, 5.5, 5.25; b: 4, 4, 4, 3, 3
     a = [10., 8., 6., 5.5, 5.25]
     b = [4., 4., 4., 3., 3.]
-    weights = _feed_epochs(htl, [dict(a=x, b=y, c=1.) for x, y in zip(a, b)])
+    weights = _feed_epochs(
+        htl, [dict(a=x, b=y, c=1.) for x, y in zip(a, b, strict=True)])
     # epochs 0-2: fewer than K = 3 epoch means, dependents off
     for w in weights[:3]:
         assert w == dict(a=1., b=0., c=0.)

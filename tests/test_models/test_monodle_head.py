@@ -279,7 +279,7 @@ def test_wrapped_monodle_predicts_bit_identically():
     with torch.no_grad():
         a = plain.test_step(_light_batch(plain))
         b = wrapped.test_step(_light_batch(plain))
-    for sa, sb in zip(a, b):
+    for sa, sb in zip(a, b, strict=True):
         assert len(sa.pred_instances_3d.scores_3d) == 50
         assert torch.equal(sa.pred_instances_3d.bboxes_3d.tensor,
                            sb.pred_instances_3d.bboxes_3d.tensor)
@@ -353,7 +353,7 @@ def _perfect_outputs(head, samples, feat_hw, first_rank=0):
     b, x, y = (targets['batch_idx'], targets['cells'][:, 0],
                targets['cells'][:, 1])
     cells = set(zip(b.tolist(), targets['labels'].tolist(), x.tolist(),
-                    y.tolist()))
+                    y.tolist(), strict=True))
     assert len(cells) == len(b), 'two objects share a heatmap cell'
     outs['heatmap'][b, targets['labels'], y, x] = 10.
     for name in ('offset_2d', 'size_2d', 'offset_3d', 'size_3d'):

@@ -15,7 +15,7 @@ def test_annos_are_kitti_eval_inputs():
     assert len(gt_annos) == len(dt_annos) == 50
     width, height = KITTI_IMAGE_SIZE
     hits = 0
-    for gt, dt in zip(gt_annos, dt_annos):
+    for gt, dt in zip(gt_annos, dt_annos, strict=True):
         assert len(gt['name']) == 5 and len(dt['name']) == 10
         assert set(gt['name']) <= set(KITTI_EVAL_CLASSES)
         for anno in (gt, dt):

@@ -107,7 +107,7 @@ def forbid_aux(wrapper):
 
 
 def assert_same_predictions(preds_a, preds_b):
-    for a, b in zip(preds_a, preds_b):
+    for a, b in zip(preds_a, preds_b, strict=True):
         for key in ('bboxes_3d', 'scores_3d', 'labels_3d'):
             va, vb = a.pred_instances_3d[key], b.pred_instances_3d[key]
             va = getattr(va, 'tensor', va)
@@ -160,8 +160,8 @@ def test_smoke_predict_and_tensor_modes_are_the_plain_detector(smoke_pair):
         assert_same_predictions(ref, out)
         ref_t = plain(dict(imgs=inputs['imgs'][:1]), mode='tensor')
         out_t = wrapper(dict(imgs=inputs['imgs'][:1]), mode='tensor')
-    for a, b in zip(ref_t, out_t):
-        for ta, tb in zip(a, b):
+    for a, b in zip(ref_t, out_t, strict=True):
+        for ta, tb in zip(a, b, strict=True):
             assert torch.equal(ta, tb)
     # full test_step, through the shared data preprocessor
     assert wrapper.data_preprocessor is wrapper.detector.data_preprocessor
@@ -310,7 +310,7 @@ CAR = (0., 1.6, 20., 3.9, 1.6, 1.6, 0., 2)
 
 def _moved(obj, **changes):
     names = ('x', 'y', 'z', 'l', 'h', 'w', 'yaw', 'label')
-    values = dict(zip(names, obj))
+    values = dict(zip(names, obj, strict=True))
     values.update(changes)
     return tuple(values[n] for n in names)
 

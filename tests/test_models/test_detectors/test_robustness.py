@@ -58,7 +58,7 @@ CAR = (0., 1.6, 20., 3.9, 1.6, 1.6, 0., 2)
 
 
 def moved(obj=CAR, **changes):
-    values = dict(zip(NAMES, obj))
+    values = dict(zip(NAMES, obj, strict=True))
     values.update(changes)
     return tuple(values[n] for n in NAMES)
 
@@ -241,7 +241,7 @@ def _many_objects(num, gen):
     x = (u - CAM2IMG[0][2]) * z / CAM2IMG[0][0]
     y = (v - CAM2IMG[1][2]) * z / CAM2IMG[1][1] + 0.75  # bottom, h=1.5
     return [(float(a), float(b), float(c), 3.9, 1.5, 1.6, 0.3, 2)
-            for a, b, c in zip(x, y, z)]
+            for a, b, c in zip(x, y, z, strict=True)]
 
 
 def test_ten_thousand_objects_with_chunked_qi_loss(demo_model):

@@ -474,7 +474,7 @@ def render_frame(rng: np.random.Generator,
         hull_pts = [tuple(p) for p in o['hull']]
         shade_min = _AMBIENT
         faces = []
-        for f, n in zip(_FACES, normals):
+        for f, n in zip(_FACES, normals, strict=True):
             fc = o['corners'][f].mean(0)
             if np.dot(n, cam_c - fc) <= 0:
                 continue

@@ -75,7 +75,7 @@ def _fmt_thr(thr: float) -> str:
 def _bin_names(edges: Sequence[float]) -> List[str]:
     """Names of the range bins between ``edges``: ``'0-20m'``, ``'40m+'``."""
     names = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         names.append(f'{lo:g}m+' if math.isinf(hi) else f'{lo:g}-{hi:g}m')
     return names
 
@@ -274,7 +274,9 @@ class CentreDistanceMetric(BaseMetric):
             raise ValueError('CentreDistanceMetric: depth_match_thr must be '
                              f'positive (m), got {depth_match_thr}')
         edges = [float(e) for e in depth_bins]
-        if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        if len(edges) < 2 or any(
+                b <= a
+                for a, b in zip(edges[:-1], edges[1:], strict=True)):
             raise ValueError(
                 'CentreDistanceMetric: depth_bins must be at least two '
                 f'increasing edges in metres, e.g. (0, 20, 40, '
@@ -452,7 +454,8 @@ class CentreDistanceMetric(BaseMetric):
             groups += [(f'{name}_', pairs[:, 0] == c)
                        for c, name in enumerate(classes)]
         bins = list(zip(_bin_names(self.depth_bins), self.depth_bins[:-1],
-                        self.depth_bins[1:])) + [('all', -math.inf, math.inf)]
+                        self.depth_bins[1:], strict=True))
+        bins.append(('all', -math.inf, math.inf))
         for key, sel in groups:
             gt_z, err = pairs[sel, 1], np.abs(pairs[sel, 2] - pairs[sel, 1])
             for bname, lo, hi in bins:

@@ -341,7 +341,7 @@ def mean_average_precision(precisions: Sequence[float],
     if len(precisions) == 0:
         return 0.0
     best: Dict[float, float] = {0.0: 1.0}
-    for p, r in zip(precisions, recalls):
+    for p, r in zip(precisions, recalls, strict=True):
         r = float(_F32(r))
         best[r] = max(best.get(r, 0.0), float(_F32(p)))
     delta = _F32(max_recall_delta)

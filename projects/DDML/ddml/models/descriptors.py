@@ -314,7 +314,10 @@ def gather_across_processes(tensors: Sequence[Tensor]) -> List[Tensor]:
         padded = tensor.new_zeros((max_rows, ) + tuple(tensor.shape[1:]))
         padded[:num_rows] = tensor.detach()
         parts = dist.all_gather(padded)
-        parts = [part[:count] for part, count in zip(parts, counts)]
+        parts = [
+            part[:count]
+            for part, count in zip(parts, counts, strict=True)
+        ]
         parts[rank] = tensor
         gathered.append(torch.cat(parts))
     return gathered

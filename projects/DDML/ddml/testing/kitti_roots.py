@@ -151,7 +151,7 @@ def compare_infos(mine,
     elif isinstance(ref, (list, tuple)):
         if not isinstance(mine, (list, tuple)) or len(mine) != len(ref):
             return [f'{path}: {mine!r} != {ref!r}']
-        for i, (a, b) in enumerate(zip(mine, ref)):
+        for i, (a, b) in enumerate(zip(mine, ref, strict=True)):
             diffs += compare_infos(a, b, f'{path}[{i}]', skip, rtol, atol)
     elif isinstance(ref, (bool, str)) or ref is None:
         if mine != ref or type(mine) is not type(ref):

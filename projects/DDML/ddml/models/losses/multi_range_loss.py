@@ -92,7 +92,8 @@ class MultiRangeDepthMetricLoss(nn.Module):
             raise ValueError(f'neg_bounds must be finite, got {neg_bounds} '
                              '(the last range is already open to '
                              'infinity).')
-        if any(b >= c for b, c in zip(neg_bounds[:-1], neg_bounds[1:])):
+        if any(b >= c for b, c in zip(
+                neg_bounds[:-1], neg_bounds[1:], strict=True)):
             raise ValueError(f'neg_bounds must be strictly increasing, got '
                              f'{neg_bounds}; sort them and remove '
                              'duplicates.')
@@ -173,7 +174,7 @@ class MultiRangeDepthMetricLoss(nn.Module):
                 total = total + dist[pos].mean()
             uppers = self.neg_bounds[1:] + (math.inf, )
             for low, high, margin in zip(self.neg_bounds, uppers,
-                                         self.margins):
+                                         self.margins, strict=True):
                 neg = (delta > low) & (delta <= high)
                 if bool(neg.any()):
                     total = total + (margin - dist[neg]).clamp(min=0).mean()

@@ -311,7 +311,7 @@ class QuasiIsometricLoss(nn.Module):
         last = z[torch.tensor(stops, device=z.device) - 1]
         bound = last + self.eps + (last.abs() + self.eps) * 1e-6
         his = torch.searchsorted(z, bound, right=True).tolist()
-        for start, stop, hi in zip(starts, stops, his):
+        for start, stop, hi in zip(starts, stops, his, strict=True):
             rows = feats[start:stop]
             cols = feats[start + 1:hi]
             d = z[None, start + 1:hi] - z[start:stop, None]
