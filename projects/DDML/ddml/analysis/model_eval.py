@@ -103,7 +103,6 @@ def load_model(cfg, checkpoint: Optional[str], device: str = 'cpu'):
 
     from mmdet3d.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmdet3d'))
-    torch.set_flush_denormal(True)  # as in training (engine.build_runner)
     model = MODELS.build(cfg.model)
     if checkpoint is None:
         model.init_weights()  # as training starts (e.g. SMOKE's bias prior)

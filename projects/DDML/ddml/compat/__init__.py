@@ -9,7 +9,9 @@ applied; :func:`apply_patches` applies all of them and is called by
 * :mod:`.kitti_empty_frames`: ``KittiDataset`` loads frames without
   objects;
 * :mod:`.checkpoint_loading`: mmengine checkpoints load with torch's
-  ``weights_only=True``, anything else is refused with a clear error.
+  ``weights_only=True``, anything else is refused with a clear error;
+* :mod:`.numba_threads`: numba's parallel loops (KITTI evaluation) leave
+  torch's thread count as it was.
 """
 import warnings
 
@@ -22,13 +24,15 @@ from .kitti_empty_frames import allow_empty_kitti_frames
 from .kitti_rotated_iou import (KITTI_IOU_BACKENDS, KITTI_IOU_ENV,
                                 get_kitti_iou_backend,
                                 resolve_kitti_iou_mode, use_cpu_rotated_iou)
+from .numba_threads import NUMBA_LAYER_ENV, keep_torch_threads_from_numba
 
 __all__ = [
     'apply_patches', 'CheckpointRefusedError', 'load_local_checkpoint',
     'mmengine_safe_globals', 'register_mmengine_safe_globals',
     'use_weights_only_checkpoints', 'allow_empty_kitti_frames',
     'KITTI_IOU_BACKENDS', 'KITTI_IOU_ENV', 'get_kitti_iou_backend',
-    'resolve_kitti_iou_mode', 'use_cpu_rotated_iou'
+    'resolve_kitti_iou_mode', 'use_cpu_rotated_iou', 'NUMBA_LAYER_ENV',
+    'keep_torch_threads_from_numba'
 ]
 
 
@@ -41,6 +45,7 @@ def apply_patches() -> None:
     """
     use_weights_only_checkpoints()
     allow_empty_kitti_frames()
+    keep_torch_threads_from_numba()
     try:
         use_cpu_rotated_iou()
     except ImportError as err:  # mmdet3d's KITTI eval missing

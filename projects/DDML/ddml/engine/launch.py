@@ -297,16 +297,7 @@ def _prepare_cpu_distributed(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Build the Runner (or the ``runner_type`` of the config).
-
-    Also flushes denormal floats to zero in CPU arithmetic
-    (``torch.set_flush_denormal``): as weights and activations decay
-    towards zero during training, denormals made the demo's CPU
-    convolutions up to 8x slower per iteration after a few hundred
-    iterations (docs/benchmarks.md, "Demo"). CUDA kernels are unaffected.
-    """
-    import torch
-    torch.set_flush_denormal(True)
+    """Build the Runner (or the ``runner_type`` of the config)."""
     _prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
