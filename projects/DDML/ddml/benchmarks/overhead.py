@@ -2,8 +2,9 @@
 
 :func:`measure_overhead` builds the baseline detector from a config
 (default: mmdet3d's SMOKE) and a ``DepthDiscriminativeDetector`` around an
-identical copy, then times, side by side in one process, interleaved over
-several repeats (alternating which model goes first):
+identical copy (the wrapper of a ``ddml_*`` config when one is given, else
+the wrapper's defaults), then times, side by side in one process,
+interleaved over several repeats (alternating which model goes first):
 
 * a full training step (``train_step``: preprocessing, forward, backward,
   Adam update) on the same synthetic KITTI-like batch;
@@ -14,13 +15,21 @@ several repeats (alternating which model goes first):
 and counts the parameters of the baseline, the wrapper and the exported
 baseline checkpoint (and optionally the FLOPs of a training step). No
 pretrained weights are loaded (timing does not depend on them).
-``tools/benchmark_overhead.py`` is its command line.
+
+On a CUDA device the models, their optimizers and the batch live on the
+GPU; every timed call is preceded and followed by
+``torch.cuda.synchronize`` (so wall times cover the kernels, not just
+their launch), and ``torch.cuda.max_memory_allocated`` gives each call's
+peak memory above what was allocated before it (activations, gradients,
+temporaries); the resident weights, buffers and Adam moments of each
+model are reported apart. ``tools/benchmark_overhead.py`` is its command
+line.
 """
 import copy
 import os.path as osp
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -38,29 +47,88 @@ from ..models.detectors.depth_discriminative import \
 from ..testing import make_samples
 
 __all__ = [
-    'DEFAULT_CONFIG', 'load_model_cfg', 'synthetic_batch', 'interleaved',
-    'medians', 'train_step_flops', 'measure_overhead', 'format_overhead'
+    'DEFAULT_CONFIG', 'KITTI_LABELS', 'resolve_device', 'describe_device',
+    'load_model_cfg', 'config_classes', 'synthetic_batch', 'interleaved',
+    'medians', 'state_mib', 'train_step_flops', 'measure_overhead',
+    'format_overhead'
 ]
 
 DEFAULT_CONFIG = \
     'mmdet3d::smoke/smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-mono3d.py'
-# mmdet3d's KITTI labels: 0 Pedestrian, 1 Cyclist, 2 Car.
-_LABEL_SIZES = {
-    label: CLASS_PRIORS[name]['size']
-    for label, name in enumerate(('Pedestrian', 'Cyclist', 'Car'))
-}
+#: mmdet3d's KITTI labels: 0 Pedestrian, 1 Cyclist, 2 Car.
+KITTI_LABELS = ('Pedestrian', 'Cyclist', 'Car')
+_MIB = 2**20
+
+
+def resolve_device(device: Union[str, torch.device]) -> torch.device:
+    """The torch device to measure on, checked before anything is built.
+
+    Args:
+        device (str | torch.device): ``'cpu'``, ``'cuda'`` or
+            ``'cuda:N'``.
+
+    Returns:
+        torch.device: With an explicit index for CUDA.
+
+    Raises:
+        ValueError: Neither a CPU nor a CUDA device.
+        RuntimeError: A CUDA device asked for where torch sees none.
+    """
+    device = torch.device(device)
+    if device.type not in ('cpu', 'cuda'):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got "
+                         f"'{device}'.")
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            build = 'a CPU build' if torch.version.cuda is None else \
+                f'built with CUDA {torch.version.cuda}'
+            raise RuntimeError(
+                f'CUDA is not available: torch {torch.__version__} ({build}) '
+                f"sees no CUDA device for '{device}'; run on a CUDA machine "
+                "or measure on the CPU (device 'cpu').")
+        if device.index is None:
+            device = torch.device('cuda', torch.cuda.current_device())
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """One line naming the device measured on (GPU model, memory, CUDA)."""
+    if device.type != 'cuda':
+        return (f'CPU, torch {torch.__version__} with '
+                f'{torch.get_num_threads()} thread(s)')
+    props = torch.cuda.get_device_properties(device)
+    return (f'{torch.cuda.get_device_name(device)} '
+            f'({props.total_memory / 2**30:.0f} GiB, compute capability '
+            f'{props.major}.{props.minor}), CUDA {torch.version.cuda}, '
+            f'torch {torch.__version__}')
+
+
+def _config_path(path: str) -> str:
+    if '::' in path:
+        package, rel = path.split('::')
+        path = osp.join(get_installed_path(package), '.mim', 'configs', rel)
+    return path
 
 
 def load_model_cfg(path: str) -> Config:
     """The model of a config file (or ``mmdet3d::rel/path.py``), without
-    pretrained backbone weights."""
-    if '::' in path:
-        package, rel = path.split('::')
-        path = osp.join(get_installed_path(package), '.mim', 'configs', rel)
-    cfg = Config.fromfile(path).model
-    if 'backbone' in cfg:
-        cfg.backbone.init_cfg = None
+    pretrained backbone weights (of the wrapped detector too, for a
+    ``DepthDiscriminativeDetector`` config)."""
+    cfg = Config.fromfile(_config_path(path)).model
+    detector = cfg.get('detector', cfg)
+    if 'backbone' in detector:
+        detector.backbone.init_cfg = None
     return cfg
+
+
+def config_classes(path: str) -> Sequence[str]:
+    """The class names a config trains (``metainfo.classes`` of its
+    training set, else ``class_names``, else KITTI's three)."""
+    cfg = Config.fromfile(_config_path(path))
+    try:
+        return tuple(cfg.train_dataloader.dataset.metainfo.classes)
+    except AttributeError:
+        return tuple(cfg.get('class_names', KITTI_LABELS))
 
 
 def synthetic_batch(batch_size: int,
@@ -68,7 +136,8 @@ def synthetic_batch(batch_size: int,
                     width: int,
                     num_objects: int,
                     down_ratio: int,
-                    seed: int = 0) -> Dict:
+                    seed: int = 0,
+                    classes: Sequence[str] = KITTI_LABELS) -> Dict:
     """Random images and KITTI-like objects (cars, pedestrians, cyclists).
 
     KITTI's camera is scaled to the image size; objects stand 5 to 60 m
@@ -82,11 +151,19 @@ def synthetic_batch(batch_size: int,
         down_ratio (int): SMOKE's ``AffineResize`` down ratio
             (``trans_mat``).
         seed (int): Seed of the images and objects. Defaults to 0.
+        classes (Sequence[str]): The detector's classes, in label order
+            (each a key of ``CLASS_PRIORS``). Defaults to mmdet3d's KITTI
+            labels (Pedestrian, Cyclist, Car).
 
     Returns:
         dict: ``inputs`` (``img``: uint8 images) and ``data_samples``, as
         a dataloader delivers them.
     """
+    unknown = [name for name in classes if name not in CLASS_PRIORS]
+    if unknown:
+        raise ValueError(f'synthetic_batch: no size prior for classes '
+                         f'{unknown}; known: {sorted(CLASS_PRIORS)}.')
+    sizes = [CLASS_PRIORS[name]['size'] for name in classes]
     rng = np.random.default_rng(seed)
     sx, sy = width / KITTI_IMAGE_SIZE[0], height / KITTI_IMAGE_SIZE[1]
     fx, fy = float(KITTI_P2[0, 0] * sx), float(KITTI_P2[1, 1] * sy)
@@ -98,11 +175,11 @@ def synthetic_batch(batch_size: int,
         imgs.append(
             torch.from_numpy(
                 rng.integers(0, 256, (3, height, width), dtype=np.uint8)))
-        labels = rng.integers(0, 3, num_objects)
+        labels = rng.integers(0, len(classes), num_objects)
         z = rng.uniform(5., 60., num_objects)
         x = rng.uniform(-0.4, 0.4, num_objects) * z * width / cam2img[0][0]
         yaw = [rng.uniform(-np.pi, np.pi) for _ in range(num_objects)]
-        objects.append([(x[i], 1.65, z[i], *_LABEL_SIZES[int(labels[i])],
+        objects.append([(x[i], 1.65, z[i], *sizes[int(labels[i])],
                          yaw[i], int(labels[i])) for i in range(num_objects)])
     samples = make_samples(objects, cam2img, (height, width),
                            stride=down_ratio)
@@ -117,13 +194,15 @@ def interleaved(fns: Dict[str, Callable[[], None]],
                 iters: int,
                 repeats: int,
                 warmup: int,
-                log: Callable[[str], None] = print
+                log: Callable[[str], None] = print,
+                device: Union[str, torch.device] = 'cpu'
                 ) -> Dict[str, Dict[str, List[float]]]:
     """Per-iteration wall and process-CPU seconds of each fn.
 
     The order of the fns alternates by repeat. Process CPU time (all threads
     of this process) is less sensitive than wall time to other processes
-    competing for the cores.
+    competing for the cores. On a CUDA device each call is bracketed by
+    ``torch.cuda.synchronize`` and its peak memory is recorded.
 
     Args:
         fns (dict[str, Callable]): Name -> one iteration.
@@ -131,23 +210,42 @@ def interleaved(fns: Dict[str, Callable[[], None]],
         repeats (int): Interleaved repeats.
         warmup (int): Untimed iterations per fn first.
         log (Callable[[str], None]): One line per repeat. Defaults to print.
+        device (str | torch.device): Where the fns run. Defaults to
+            ``'cpu'``.
 
     Returns:
-        dict: Name -> ``wall`` and ``cpu`` lists of seconds.
+        dict: Name -> ``wall`` and ``cpu`` lists of seconds, and on CUDA
+        ``peak_mib``: per call, ``torch.cuda.max_memory_allocated`` during
+        the call minus the memory allocated before it, MiB.
     """
+    device = torch.device(device)
+    cuda = device.type == 'cuda'
     names = list(fns)
     for name in names:
         for _ in range(warmup):
             fns[name]()
     times = {name: dict(wall=[], cpu=[]) for name in names}
+    if cuda:
+        for name in names:
+            times[name]['peak_mib'] = []
     for rep in range(repeats):
         order = names if rep % 2 == 0 else names[::-1]
         for name in order:
             for _ in range(iters):
+                if cuda:
+                    torch.cuda.synchronize(device)
+                    torch.cuda.reset_peak_memory_stats(device)
+                    before = torch.cuda.memory_allocated(device)
                 wall, cpu = time.perf_counter(), time.process_time()
                 fns[name]()
+                if cuda:
+                    torch.cuda.synchronize(device)
                 times[name]['cpu'].append(time.process_time() - cpu)
                 times[name]['wall'].append(time.perf_counter() - wall)
+                if cuda:
+                    times[name]['peak_mib'].append(
+                        (torch.cuda.max_memory_allocated(device) - before) /
+                        _MIB)
         log(f'  repeat {rep + 1}/{repeats}: ' + ', '.join(
             f"{n} {times[n]['wall'][-1]:.3f}s wall "
             f"{times[n]['cpu'][-1]:.3f}s cpu" for n in names))
@@ -155,12 +253,28 @@ def interleaved(fns: Dict[str, Callable[[], None]],
 
 
 def medians(times: Dict[str, Dict[str, List[float]]]) -> Dict[str, Dict]:
-    """Median of every list of :func:`interleaved`'s result."""
+    """Median of every list of :func:`interleaved`'s result (the maximum
+    of ``peak_mib``: a peak is what has to fit)."""
     return {
-        name: {kind: statistics.median(v)
-               for kind, v in t.items()}
+        name: {
+            kind: max(v) if kind == 'peak_mib' else statistics.median(v)
+            for kind, v in t.items()
+        }
         for name, t in times.items()
     }
+
+
+def state_mib(model: torch.nn.Module,
+              optimizer: Optional[torch.optim.Optimizer] = None) -> float:
+    """Memory a model keeps between training steps: its parameters,
+    buffers and the optimizer's state tensors (Adam's moments), MiB."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    if optimizer is not None:
+        tensors += [
+            v for state in optimizer.state.values() for v in state.values()
+            if isinstance(v, torch.Tensor)
+        ]
+    return sum(t.numel() * t.element_size() for t in tensors) / _MIB
 
 
 def train_step_flops(model: torch.nn.Module, batch: Dict) -> Dict[str, int]:
@@ -209,6 +323,13 @@ def train_step_flops(model: torch.nn.Module, batch: Dict) -> Dict[str, int]:
     return dict(counted=counted, dcn=3 * dcn[0], total=counted + 3 * dcn[0])
 
 
+def _batch_to(batch: Dict, device: torch.device) -> Dict:
+    """The batch with its images and ground truth on ``device``."""
+    return dict(
+        inputs=dict(img=[img.to(device) for img in batch['inputs']['img']]),
+        data_samples=[s.to(device) for s in batch['data_samples']])
+
+
 def measure_overhead(config: str = DEFAULT_CONFIG,
                      iters: int = 2,
                      repeats: int = 3,
@@ -219,9 +340,10 @@ def measure_overhead(config: str = DEFAULT_CONFIG,
                      objects: int = 8,
                      down_ratio: int = 4,
                      metric: bool = False,
-                     device: str = 'cpu',
+                     device: Union[str, torch.device] = 'cpu',
                      flops: bool = False,
-                     log: Callable[[str], None] = print) -> Dict:
+                     log: Callable[[str], None] = print,
+                     ddml_config: Optional[str] = None) -> Dict:
     """Time the baseline and the wrapper side by side (see the module).
 
     Args:
@@ -236,28 +358,60 @@ def measure_overhead(config: str = DEFAULT_CONFIG,
         down_ratio (int): SMOKE's ``AffineResize`` down ratio.
         metric (bool): Also enable ``metric_loss`` and
             ``dense_metric_loss``.
-        device (str): Torch device.
+        device (str | torch.device): ``'cpu'`` or ``'cuda[:N]'``; CUDA
+            times are synchronised and come with peak memory.
         flops (bool): Also count the FLOPs of one training step each.
         log (Callable[[str], None]): Progress lines. Defaults to print.
+        ddml_config (str, optional): A ``DepthDiscriminativeDetector``
+            config wrapping ``config``'s detector (e.g. the ``ddml_*``
+            sibling of a baseline config): its wrapper is timed instead
+            of the wrapper's defaults around ``config``.
 
     Returns:
-        dict: Medians (``train_s``, ``infer_s``, ``aux_s``), ratios, the
-        samples, ``flops`` (or None), ``params`` and the setting.
+        dict: Medians (``train_s``, ``infer_s``, ``aux_s``; on CUDA each
+        with ``peak_mib``), ratios, the samples, ``state_mib`` (weights,
+        buffers, Adam moments per model), ``flops`` (or None),
+        ``params``, ``machine`` and the setting.
+
+    Raises:
+        RuntimeError: CUDA asked for where it is not available, or a
+            ``ddml_config`` whose wrapped detector differs from
+            ``config``'s.
     """
+    device = resolve_device(device)
     register_all_modules(init_default_scope=True)
-    device = torch.device(device)
     cfg = load_model_cfg(config)
+    classes = config_classes(config)
 
     torch.manual_seed(0)
     baseline = MODELS.build(copy.deepcopy(cfg)).to(device)
-    aux = dict()
-    if metric:
-        aux.update(
-            metric_loss=dict(type='MultiRangeDepthMetricLoss'),
-            dense_metric_loss=dict(type='MultiRangeDepthMetricLoss'))
-    wrapper = DepthDiscriminativeDetector(detector=copy.deepcopy(cfg),
-                                          **aux).to(device)
-    wrapper.detector.load_state_dict(baseline.state_dict())
+    if ddml_config is None:
+        aux = dict()
+        if metric:
+            aux.update(
+                metric_loss=dict(type='MultiRangeDepthMetricLoss'),
+                dense_metric_loss=dict(type='MultiRangeDepthMetricLoss'))
+        wrapper = DepthDiscriminativeDetector(detector=copy.deepcopy(cfg),
+                                              **aux)
+    else:
+        ddml_cfg = load_model_cfg(ddml_config)
+        if metric:
+            ddml_cfg.update(
+                metric_loss=dict(type='MultiRangeDepthMetricLoss'),
+                dense_metric_loss=dict(type='MultiRangeDepthMetricLoss'))
+        wrapper = MODELS.build(ddml_cfg)
+        if not isinstance(wrapper, DepthDiscriminativeDetector):
+            raise TypeError(
+                f'ddml_config {ddml_config}: its model is a '
+                f'{type(wrapper).__name__}, not a '
+                'DepthDiscriminativeDetector; give a ddml_* config.')
+    wrapper = wrapper.to(device)
+    try:
+        wrapper.detector.load_state_dict(baseline.state_dict())
+    except RuntimeError as err:
+        raise RuntimeError(
+            f'ddml_config {ddml_config} does not wrap the detector of '
+            f'{config} (their weights differ): {err}') from err
 
     exported = export_baseline_checkpoint(
         dict(meta={}, state_dict=wrapper.state_dict()))
@@ -273,7 +427,9 @@ def measure_overhead(config: str = DEFAULT_CONFIG,
                              for v in baseline.state_dict().values()))
     del fresh
 
-    batch = synthetic_batch(batch_size, height, width, objects, down_ratio)
+    batch = _batch_to(
+        synthetic_batch(batch_size, height, width, objects, down_ratio,
+                        classes=classes), device)
     models = dict(baseline=baseline, ddml=wrapper)
     optims = {
         name: OptimWrapper(torch.optim.Adam(model.parameters(), lr=2.5e-4))
@@ -310,21 +466,28 @@ def measure_overhead(config: str = DEFAULT_CONFIG,
         losses = wrapper.loss_auxiliary(f, stride, data['data_samples'])
         sum(losses.values()).backward()
 
-    log(f'config {config}; input {batch_size}x3x{height}x{width}, '
-        f'{objects} objects/image; feature map {tuple(feat.shape)} '
+    machine = describe_device(device)
+    log(f'config {config}'
+        f'{"" if ddml_config is None else " vs " + ddml_config}; input '
+        f'{batch_size}x3x{height}x{width}, {objects} objects/image '
+        f'({", ".join(classes)}); feature map {tuple(feat.shape)} '
         f'(stride {stride[0]:g}); threads {torch.get_num_threads()}; '
-        f'device {device}')
+        f'device {device}: {machine}')
     log('training step (train_step) ...')
     train = interleaved(
         dict(baseline=train_fn('baseline'), ddml=train_fn('ddml')), iters,
-        repeats, warmup, log)
+        repeats, warmup, log, device)
     log('inference (test_step) ...')
     infer = interleaved(
         dict(baseline=test_fn('baseline'), ddml=test_fn('ddml')), iters,
-        repeats, warmup, log)
+        repeats, warmup, log, device)
     log('auxiliary losses alone (forward + backward) ...')
     aux_t = interleaved(dict(aux=aux_step), max(iters, 3), repeats, warmup,
-                        log)
+                        log, device)
+    state = {
+        name: state_mib(model, optims[name].optimizer)
+        for name, model in models.items()
+    }
 
     counted: Optional[Dict] = None
     if flops:
@@ -338,25 +501,34 @@ def measure_overhead(config: str = DEFAULT_CONFIG,
     def ratio(m, kind):
         return m['ddml'][kind] / m['baseline'][kind]
 
+    def ratios(m):
+        kinds = ('wall', 'cpu', 'peak_mib') if device.type == 'cuda' \
+            else ('wall', 'cpu')
+        return {kind: ratio(m, kind) for kind in kinds}
+
     return dict(
         config=config,
+        ddml_config=ddml_config,
+        classes=list(classes),
         input=[batch_size, 3, height, width],
         objects_per_image=objects,
         threads=torch.get_num_threads(),
         device=str(device),
+        machine=machine,
         iters=iters,
         repeats=repeats,
+        warmup=warmup,
         train_s=med,
-        train_ratio=dict(wall=ratio(med, 'wall'), cpu=ratio(med, 'cpu')),
+        train_ratio=ratios(med),
         train_samples=train,
         infer_s=med_inf,
-        infer_ratio=dict(
-            wall=ratio(med_inf, 'wall'), cpu=ratio(med_inf, 'cpu')),
+        infer_ratio=ratios(med_inf),
         infer_samples=infer,
         aux_s=med_aux,
         aux_fraction_of_baseline_step=dict(
             wall=med_aux['wall'] / med['baseline']['wall'],
             cpu=med_aux['cpu'] / med['baseline']['cpu']),
+        state_mib=state,
         flops=counted,
         params=params)
 
@@ -366,10 +538,16 @@ def format_overhead(results: Dict) -> str:
     med, med_inf = results['train_s'], results['infer_s']
     med_aux, flops = results['aux_s'], results['flops']
     params = results['params']
+    cuda = 'peak_mib' in med['baseline']
+    timing = 'CUDA-synchronised ' if cuda else ''
     lines = [
-        '== results (medians over '
+        f"== {results['config']}"
+        + ('' if results.get('ddml_config') is None else
+           f" vs {results['ddml_config']}") +
+        f" on {results['device']} ({results['machine']}), input "
+        f"{'x'.join(map(str, results['input']))}: {timing}medians over "
         f"{results['repeats']}x{results['iters']} interleaved "
-        'iterations) =='
+        'iterations =='
     ]
     for label, m, r in (('train step', med, results['train_ratio']),
                         ('inference ', med_inf, results['infer_ratio'])):
@@ -378,6 +556,12 @@ def format_overhead(results: Dict) -> str:
             f'{m["baseline"]["cpu"]:.3f}s cpu | ddml '
             f'{m["ddml"]["wall"]:.3f}s wall {m["ddml"]["cpu"]:.3f}s cpu'
             f' | ratio {r["wall"]:.3f} wall, {r["cpu"]:.3f} cpu')
+        if cuda:
+            lines.append(
+                f'{" " * len(label)} : peak memory above resident: '
+                f'baseline {m["baseline"]["peak_mib"]:.1f} MiB | ddml '
+                f'{m["ddml"]["peak_mib"]:.1f} MiB | ratio '
+                f'{r["peak_mib"]:.3f}')
     frac = results['aux_fraction_of_baseline_step']
     lines.append(
         f'aux losses : {med_aux["wall"]:.4f}s wall '
@@ -390,6 +574,10 @@ def format_overhead(results: Dict) -> str:
             f' G, ddml {flops["ddml"]["total"] / 1e9:.1f} G '
             f'(+{100 * extra:.2f}%; deformable convs estimated: '
             f'{flops["baseline"]["dcn"] / 1e9:.1f} G)')
+    state = results['state_mib']
+    lines.append(
+        f'resident   : weights, buffers, Adam moments: baseline '
+        f'{state["baseline"]:.1f} MiB | ddml {state["ddml"]:.1f} MiB')
     lines.append(
         f"parameters : baseline {params['baseline']:,}  wrapper "
         f"{params['wrapper']:,}  exported {params['exported']:,} "
