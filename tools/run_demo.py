@@ -30,7 +30,7 @@ METHOD_CONFIGS = {
     'metricdepth': _DEMO + 'ddml-metricdepth_' + _NAME,
 }
 # Chosen from the learning curve in docs/benchmarks.md ("Demo").
-DEFAULT_ITERS = 800
+DEFAULT_ITERS = 700
 DEFAULT_NUM_TRAIN = 1000
 DEFAULT_NUM_VAL = 100
 
