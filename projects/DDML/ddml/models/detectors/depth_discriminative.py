@@ -21,6 +21,13 @@ A batch flows through :meth:`DepthDiscriminativeDetector.loss`:
 head's ``loss``; ``depth_map_targets`` -> the dense metric loss). Targets
 (painting, shift-and-pair sampling) come from :mod:`ddml.models.targets`.
 
+Two sample rules of the authors' release (mingyuShin/DDML-M3DOD, commit
+c378da3) are options, off by default: ``skip_aux_on_affine_aug`` computes
+the auxiliary losses only on images that were not randomly shifted or
+scaled, and ``min_difficulty`` leaves objects below a KITTI difficulty out
+of the descriptors and the depth-map targets
+(:meth:`DepthDiscriminativeDetector.auxiliary_ground_truth`).
+
 In ``predict`` and ``tensor`` modes it *is* the wrapped detector: the call is
 forwarded unchanged and no auxiliary module runs. Checkpoint keys of the
 wrapped detector are ``detector.*``;
@@ -37,10 +44,12 @@ import torch
 import torch.nn as nn
 from mmengine.dist import get_world_size
 from mmengine.logging import print_log
+from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet3d.models.detectors import Base3DDetector
 from mmdet3d.registry import MODELS
+from mmdet3d.structures import Det3DDataSample
 from mmdet3d.structures.det3d_data_sample import (ForwardResults,
                                                   OptSampleList, SampleList)
 from mmdet3d.utils import ConfigType, OptConfigType, OptMultiConfig
@@ -57,6 +66,12 @@ AUX_LOSS_KEYS = ('loss_qi', 'loss_metric', 'loss_obj_depth',
 # Options of ``dense_metric_loss`` that configure the pair sampling and are
 # passed to its ``forward_shifted_pairs`` instead of its constructor.
 DENSE_PAIR_KEYS = ('unit_size', 'shifts', 'cross_image')
+# KITTI difficulty levels in the order of their codes in mmdet3d's KITTI
+# infos (``instances[*]['difficulty']``: 0, 1, 2; -1 for an object of none
+# of them, the release's 'UnKnown').
+KITTI_DIFFICULTIES = ('easy', 'moderate', 'hard')
+# The metainfo key mmdet3d's RandomShiftScale / AffineResize write.
+AFFINE_AUG_KEY = 'affine_aug'
 
 
 def _build_registered(cfg: LossCfg, option: str) -> Optional[nn.Module]:
@@ -143,6 +158,42 @@ class DepthDiscriminativeDetector(Base3DDetector):
             descriptors, scaled by the world size so that after DDP's
             averaging they equal those of one process holding the global
             batch). No-op when not distributed. Defaults to True.
+        skip_aux_on_affine_aug (bool): Compute the auxiliary losses only on
+            the images that were not randomly shifted or scaled, as the
+            release does (its dataset zeroes ``mask_3d`` and the object
+            depth map of a randomly cropped image, so neither the QI loss
+            nor the depth-map loss sees it: ``lib/datasets/kitti/
+            kitti_dataset.py``, ``lib/losses/centernet_loss.py``); the
+            depth labels of such an image no longer match its apparent
+            scale. The losses then equal those of the batch without those
+            images (the dense metric loss pairs the remaining images'
+            cells, across images too). Reads the ``affine_aug`` metainfo of
+            every sample, which mmdet3d's ``RandomShiftScale`` sets (True
+            when it shifted/scaled the image) and ``AffineResize`` sets to
+            False when no ``RandomShiftScale`` ran before it;
+            ``Pack3DDetInputs`` packs it with its default ``meta_keys`` (a
+            config that sets ``meta_keys`` must list ``'affine_aug'``).
+            Raises a KeyError naming this option when a sample has no
+            mark (e.g. a pipeline without ``AffineResize``). Defaults to
+            False.
+        min_difficulty (str, optional): ``'easy'``, ``'moderate'`` or
+            ``'hard'``: objects of a lower KITTI difficulty get no
+            descriptor and are not painted into the depth-map targets
+            (``'hard'`` keeps easy, moderate and hard objects and leaves out
+            the others, as the release leaves out its 'UnKnown' objects:
+            ``get_obj_level`` in ``lib/datasets/kitti/kitti_utils.py``,
+            applied in ``kitti_dataset.py``). KITTI's levels, from the label
+            2D box height, occlusion and truncation: easy >= 40 px,
+            occlusion 0, truncation <= 0.15; moderate >= 25 px, occlusion
+            <= 1, truncation <= 0.3; hard >= 25 px, occlusion <= 2,
+            truncation <= 0.5. Reads ``gt_instances_3d.difficulty`` (one
+            code per object, as mmdet3d's KITTI infos write it: 0 easy,
+            1 moderate, 2 hard, -1 none; mmdet3d and the release differ at
+            the height boundary: ``y2 - y1 > 40`` vs ``y2 - y1 + 1 >=
+            40``). mmdet3d's mono3d ``cam_instances`` and
+            ``LoadAnnotations3D`` do not carry it; a KeyError naming this
+            option is raised when a sample lacks it. None keeps every
+            object. Defaults to None.
         data_preprocessor (dict, optional): Defaults to None, which reuses
             the wrapped detector's data preprocessor, so inputs are
             preprocessed exactly as for the plain detector, and once.
@@ -162,6 +213,8 @@ class DepthDiscriminativeDetector(Base3DDetector):
                  ignore_classes: Sequence[int] = (),
                  pair_scope: str = 'batch',
                  gather_across_processes: bool = True,
+                 skip_aux_on_affine_aug: bool = False,
+                 min_difficulty: Optional[str] = None,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         wrapped = MODELS.build(detector) if isinstance(detector, dict) \
@@ -191,6 +244,14 @@ class DepthDiscriminativeDetector(Base3DDetector):
         if not min_depth < max_depth:
             raise ValueError(f'min_depth ({min_depth}) must be smaller than '
                              f'max_depth ({max_depth})')
+        if not isinstance(skip_aux_on_affine_aug, bool):
+            raise TypeError('skip_aux_on_affine_aug must be True or False, '
+                            f'got {skip_aux_on_affine_aug!r}')
+        if min_difficulty is not None and \
+                min_difficulty not in KITTI_DIFFICULTIES:
+            raise ValueError(
+                f'min_difficulty must be None or one of {KITTI_DIFFICULTIES}'
+                f' (KITTI difficulty levels), got {min_difficulty!r}')
         self.feature_level = feature_level
         self.descriptor_pool = descriptor_pool
         self.min_depth = float(min_depth)
@@ -198,6 +259,8 @@ class DepthDiscriminativeDetector(Base3DDetector):
         self.ignore_classes = tuple(int(c) for c in ignore_classes)
         self.pair_scope = pair_scope
         self.gather_across_processes = bool(gather_across_processes)
+        self.skip_aux_on_affine_aug = skip_aux_on_affine_aug
+        self.min_difficulty = min_difficulty
 
         self.qi_loss = _build_registered(qi_loss, 'qi_loss')
         self.metric_loss = _build_registered(metric_loss, 'metric_loss')
@@ -467,6 +530,109 @@ class DepthDiscriminativeDetector(Base3DDetector):
                                          stride, self.min_depth,
                                          self.max_depth, feat.device)
 
+    def affine_augmented(self, batch_data_samples: SampleList
+                         ) -> List[bool]:
+        """Which images were randomly shifted or scaled.
+
+        Args:
+            batch_data_samples (list[:obj:`Det3DDataSample`]): With the
+                ``affine_aug`` metainfo of mmdet3d's ``RandomShiftScale`` /
+                ``AffineResize``.
+
+        Returns:
+            list[bool]: One mark per sample.
+
+        Raises:
+            KeyError: When a sample has no ``affine_aug`` metainfo.
+        """
+        marks = []
+        for i, data_sample in enumerate(batch_data_samples):
+            mark = data_sample.metainfo.get(AFFINE_AUG_KEY, None)
+            if mark is None:
+                raise KeyError(
+                    'model.skip_aux_on_affine_aug=True needs the '
+                    f"'{AFFINE_AUG_KEY}' metainfo of every sample, but "
+                    f'sample {i} of the batch has none. mmdet3d\'s '
+                    'RandomShiftScale and AffineResize write it and '
+                    'Pack3DDetInputs packs it with its default meta_keys: '
+                    'add AffineResize to the training pipeline, list '
+                    f"'{AFFINE_AUG_KEY}' in Pack3DDetInputs.meta_keys if "
+                    'the config sets them, or set '
+                    'model.skip_aux_on_affine_aug=False')
+            marks.append(bool(mark))
+        return marks
+
+    def kept_objects(self, data_sample: Det3DDataSample,
+                     index: int = 0) -> Tensor:
+        """Which objects of a sample are at ``min_difficulty`` or easier.
+
+        Args:
+            data_sample (:obj:`Det3DDataSample`): With
+                ``gt_instances_3d.difficulty``, shape (N, ) (0 easy,
+                1 moderate, 2 hard, -1 none).
+            index (int): Position of the sample in its batch (for errors).
+
+        Returns:
+            Tensor: Bool mask on the CPU, shape (N, ); all True when
+            ``min_difficulty`` is None.
+
+        Raises:
+            KeyError: When the sample has no ``difficulty``.
+            ValueError: When a code is not -1, 0, 1 or 2.
+        """
+        gt_3d = data_sample.gt_instances_3d
+        if self.min_difficulty is None:
+            return torch.ones(len(gt_3d), dtype=torch.bool)
+        difficulty = gt_3d.get('difficulty', None)
+        if difficulty is None:
+            raise KeyError(
+                f'model.min_difficulty={self.min_difficulty!r} needs the '
+                'KITTI difficulty of every object in '
+                'gt_instances_3d.difficulty (0 easy, 1 moderate, 2 hard, -1 '
+                f'none, as in mmdet3d\'s KITTI infos), but sample {index} '
+                'of the batch has none; mmdet3d\'s mono3d cam_instances '
+                'and LoadAnnotations3D do not load it. Give the pipeline '
+                'per-object difficulty or set model.min_difficulty=None')
+        difficulty = torch.as_tensor(difficulty).reshape(-1).cpu()
+        known = (difficulty == -1) | (difficulty == 0) | \
+            (difficulty == 1) | (difficulty == 2)
+        if not bool(known.all()):
+            raise ValueError(
+                f'gt_instances_3d.difficulty of sample {index} has codes '
+                f'{sorted(set(difficulty[~known].tolist()))}; expected -1 '
+                '(none), 0 (easy), 1 (moderate) or 2 (hard)')
+        level = KITTI_DIFFICULTIES.index(self.min_difficulty)
+        return (difficulty >= 0) & (difficulty <= level)
+
+    def auxiliary_ground_truth(self, batch_data_samples: SampleList
+                               ) -> Tuple[SampleList, List[bool]]:
+        """The ground truth the auxiliary losses read, after the release's
+        sample rules (``skip_aux_on_affine_aug``, ``min_difficulty``).
+
+        Args:
+            batch_data_samples (list[:obj:`Det3DDataSample`]): Ground truth.
+
+        Returns:
+            tuple[list[:obj:`Det3DDataSample`], list[bool]]: The samples
+            (the same objects when both rules are off; otherwise copies
+            holding the metainfo and the kept objects of ``gt_instances_3d``
+            and of the index-aligned ``gt_instances``, none for a skipped
+            image) and, per image, whether the auxiliary losses use it.
+        """
+        used = [True] * len(batch_data_samples)
+        if not self.skip_aux_on_affine_aug and self.min_difficulty is None:
+            return list(batch_data_samples), used
+        if self.skip_aux_on_affine_aug:
+            used = [not aug
+                    for aug in self.affine_augmented(batch_data_samples)]
+        samples = []
+        for i, data_sample in enumerate(batch_data_samples):
+            keep = self.kept_objects(data_sample, i)
+            if not used[i]:
+                keep = torch.zeros_like(keep)
+            samples.append(_select_objects(data_sample, keep))
+        return samples, used
+
     def loss_auxiliary(self, feat: Tensor, stride: Tuple[float, float],
                        batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """DDML's losses on one feature map (computed in float32).
@@ -475,7 +641,9 @@ class DepthDiscriminativeDetector(Base3DDetector):
         :meth:`object_descriptors` (gathered over processes when
         configured); ``loss_obj_depth`` is the depth map head's
         :meth:`ObjectDepthMapHead.loss`; ``loss_dense_metric`` compares
-        the cells of ``feat`` paired on :meth:`depth_map_targets`.
+        the cells of ``feat`` paired on :meth:`depth_map_targets`. All of
+        them read the ground truth of :meth:`auxiliary_ground_truth`; the
+        dense metric loss reads only the maps of the images it uses.
 
         Args:
             feat (Tensor): Feature map, shape (B, C, H, W).
@@ -490,24 +658,38 @@ class DepthDiscriminativeDetector(Base3DDetector):
         losses: Dict[str, Tensor] = {}
         with torch.autocast(device_type=feat.device.type, enabled=False):
             zero = feat.float().sum() * 0. + 0.  # attached; +0 avoids -0.0
+        num_images = len(batch_data_samples)
+        batch_data_samples, used = self.auxiliary_ground_truth(
+            batch_data_samples)
         if self.qi_loss is not None or self.metric_loss is not None:
             objects = self.object_descriptors(feat, stride,
                                               batch_data_samples)
             losses.update(
-                self._loss_object_pairs(objects, len(batch_data_samples),
-                                        zero))
+                self._loss_object_pairs(objects, num_images, zero))
         if self.depth_map_head is not None:
             # The head's convs run under the ambient autocast.
             losses.update(
                 self.depth_map_head.loss(feat, batch_data_samples, stride))
         if self.dense_metric_loss is not None:
-            targets = self.depth_map_targets(feat, stride, batch_data_samples)
-            with torch.autocast(device_type=feat.device.type, enabled=False):
-                loss = self.dense_metric_loss.forward_shifted_pairs(
-                    feat.float(), targets, **self.dense_pair_cfg)
-            losses['loss_dense_metric'] = self._finite(
-                loss, zero, 'loss_dense_metric')
+            losses['loss_dense_metric'] = self._loss_dense_metric(
+                feat, stride, batch_data_samples, used, zero)
         return losses
+
+    def _loss_dense_metric(self, feat: Tensor, stride: Tuple[float, float],
+                           batch_data_samples: SampleList, used: List[bool],
+                           zero: Tensor) -> Tensor:
+        """``loss_dense_metric`` on the maps of the images in ``used``."""
+        targets = self.depth_map_targets(feat, stride, batch_data_samples)
+        if not all(used):
+            if not any(used):
+                return zero
+            index = torch.tensor([i for i, u in enumerate(used) if u],
+                                 device=feat.device)
+            feat, targets = feat[index], targets[index]
+        with torch.autocast(device_type=feat.device.type, enabled=False):
+            loss = self.dense_metric_loss.forward_shifted_pairs(
+                feat.float(), targets, **self.dense_pair_cfg)
+        return self._finite(loss, zero, 'loss_dense_metric')
 
     def _loss_object_pairs(self, objects: ObjectDescriptors,
                            num_images: int,
@@ -561,6 +743,22 @@ class DepthDiscriminativeDetector(Base3DDetector):
                   'for this iteration', logger='current',
                   level=logging.WARNING)
         return zero
+
+
+def _select_objects(data_sample: Det3DDataSample,
+                    keep: Tensor) -> Det3DDataSample:
+    """A sample with the metainfo and the objects ``keep`` (bool, (N, ))
+    of ``data_sample``: of ``gt_instances_3d`` and, when index-aligned with
+    it, of ``gt_instances``; otherwise the copy has no 2D boxes, so that
+    the depth map is painted from the projected 3D boxes as before."""
+    gt_3d = data_sample.gt_instances_3d
+    selected = Det3DDataSample(metainfo=data_sample.metainfo)
+    selected.gt_instances_3d = gt_3d[keep]
+    gt_2d = data_sample.get('gt_instances', None)
+    if gt_2d is not None:
+        selected.gt_instances = gt_2d[keep] if len(gt_2d) == len(gt_3d) \
+            else InstanceData(metainfo=gt_2d.metainfo)
+    return selected
 
 
 def export_baseline_checkpoint(checkpoint: dict,
