@@ -4,6 +4,12 @@
 # object-wise depth-map head at weight 1. Compare with
 # ./ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py, which
 # trains the 'hinge' form (see configs/README.md).
+# The release's sample rules are not set here: this pipeline does not
+# shift or scale images at random (fixed Resize and flips), so there is
+# no affine_aug mark for skip_aux_on_affine_aug to read and no image to
+# skip; and min_difficulty='hard' (leaving out objects of no KITTI
+# difficulty) needs per-object difficulty (gt_instances_3d.difficulty),
+# which mmdet3d's mono3d pipeline does not load.
 _base_ = ['./ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py']
 
 model = dict(

@@ -42,10 +42,15 @@ RELEASED_QI = dict(mode='official', temperature=10.0, detach_target=True,
                    loss_weight=0.5)
 
 
+# The release's sample rules (options of DepthDiscriminativeDetector);
+# test_release_config_builds_released_losses checks their values.
+SAMPLE_RULES = ('skip_aux_on_affine_aug', 'min_difficulty')
+
+
 def test_every_kitti_ddml_config_has_a_release_variant():
     """Each KITTI ``ddml_*`` config has a ``ddml-release_*`` sibling that
-    differs from it only in the settings of the QI loss and the depth-map
-    head's weight."""
+    differs from it only in the settings of the QI loss, the depth-map
+    head's weight and the release's sample rules."""
     kitti_ddml = [c for c in DDML if c in KITTI]
     assert len(kitti_ddml) >= 5 and len(RELEASE) >= len(kitti_ddml)
     for config in kitti_ddml:
@@ -56,16 +61,24 @@ def test_every_kitti_ddml_config_has_a_release_variant():
         ours['model']['qi_loss'].update(RELEASED_QI)
         ours['model']['depth_map_head']['loss_weight'] = 1.0
         theirs = Config.fromfile(str(release)).to_dict()
+        for key in SAMPLE_RULES:
+            assert key not in ours['model'], f'{_rel(config)} sets {key}'
+            theirs['model'].pop(key, None)
         assert theirs == ours, (
             f'{_rel(release)} differs from {config.name} in more than the '
-            'QI loss settings and the depth-map head weight')
+            'QI loss settings, the depth-map head weight and the sample '
+            'rules')
 
 
 @pytest.mark.parametrize('config', RELEASE, ids=_rel)
 def test_release_config_builds_released_losses(config):
     """``ddml-release_*``: the QI loss in its released form (``official``,
-    temperature 10, detached target, weight 0.5) and the depth-map head at
-    weight 1, on the wrapper that is actually built."""
+    temperature 10, detached target, weight 0.5), the depth-map head at
+    weight 1 and the release's rule of skipping randomly shifted/scaled
+    images (wherever the training pipeline writes the ``affine_aug`` mark
+    that rule reads: ``AffineResize``), on the wrapper that is actually
+    built. ``min_difficulty`` stays off: mmdet3d's mono3d pipeline gives no
+    per-object KITTI difficulty."""
     from mmdet3d.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet3d')
@@ -80,6 +93,13 @@ def test_release_config_builds_released_losses(config):
     assert model.metric_loss is None and model.dense_metric_loss is None
     assert type(model.depth_map_head).__name__ == 'ObjectDepthMapHead'
     assert model.depth_map_head.loss_weight == 1.0
+    pipeline = [t['type'] for t in _train_dataset(cfg).pipeline]
+    marks = 'AffineResize' in pipeline
+    assert model.skip_aux_on_affine_aug is marks, (
+        f'{_rel(config)}: the training pipeline {pipeline} '
+        f'{"writes" if marks else "does not write"} the affine_aug mark, '
+        f'so skip_aux_on_affine_aug should be {marks}')
+    assert model.min_difficulty is None
 
 
 @pytest.mark.parametrize('config', DDML + RELEASE, ids=_rel)
@@ -97,6 +117,14 @@ def test_ddml_config_names_its_qi_loss_form(config):
 
 def _detector_cfg(cfg: Config):
     return cfg.model.get('detector', cfg.model)
+
+
+def _train_dataset(cfg: Config):
+    """The innermost training dataset config (under dataset wrappers)."""
+    dataset = cfg.train_dataloader.dataset
+    while 'pipeline' not in dataset and 'dataset' in dataset:
+        dataset = dataset.dataset
+    return dataset
 
 
 def _evaluators(evaluator):
