@@ -131,7 +131,7 @@ def demo_figures(rows: Sequence[Mapping],
                  data_root: str,
                  fig_dir: str,
                  num_frames: int = 3,
-                 score_thr: float = 0.3) -> List[str]:
+                 score_thr: float = 0.0) -> List[str]:
     """The gallery of val frames and depth error against distance.
 
     Args:
@@ -142,7 +142,8 @@ def demo_figures(rows: Sequence[Mapping],
         data_root (str): Dataset root (images).
         fig_dir (str): Output folder.
         num_frames (int): Frames in the gallery. Defaults to 3.
-        score_thr (float): Lowest score drawn. Defaults to 0.3.
+        score_thr (float): Lowest score drawn. Defaults to 0 (what the
+            detector returns after its own test-time threshold).
 
     Returns:
         list[str]: The PNG paths.
@@ -161,7 +162,8 @@ def demo_figures(rows: Sequence[Mapping],
     for i in picked:
         idx = rows[0]['_results'][i]['sample_idx']
         frame = frame_from_info(infos[idx], data_root)
-        frame['title'] = f'frame {idx:06d}' if isinstance(idx, int) else ''
+        frame['title'] = osp.basename(
+            infos[idx]['images']['CAM2']['img_path'])
         frame['preds'] = {}
         for name in names:
             pred = results[name][idx]['pred_instances_3d']

@@ -49,6 +49,9 @@ def _draw_image_panel(vis, image: np.ndarray, cam2img: np.ndarray,
             bboxes_3d, dict(cam2img=cam2img),
             edge_colors=[colour] * len(bboxes_3d), line_widths=1.2,
             alpha=0.15)
+    # boxes reaching outside the image must not widen the axes
+    vis.ax_save.set_xlim(0, w)
+    vis.ax_save.set_ylim(h, 0)
     out = vis.get_image()
     return out[:h, :w]
 
@@ -79,7 +82,7 @@ def _draw_bev_panel(vis, boxes: _Boxes,
 def detection_gallery(frames: Sequence[Mapping],
                       model_names: Sequence[str],
                       out_path: str,
-                      score_thr: float = 0.3,
+                      score_thr: float = 0.0,
                       max_depth: float = 60.0,
                       half_width: float = 20.0,
                       px_per_m: float = 8.0) -> str:
@@ -96,7 +99,8 @@ def detection_gallery(frames: Sequence[Mapping],
             most four).
         out_path (str): PNG to write.
         score_thr (float): Detections below this score are not drawn.
-            Defaults to 0.3.
+            Defaults to 0 (every detection the model returns, after its
+            own test-time score threshold).
         max_depth (float): Depth range of the bird's-eye view, metres.
             Defaults to 60.
         half_width (float): Lateral range of the bird's-eye view, +-metres.
@@ -156,8 +160,9 @@ def detection_gallery(frames: Sequence[Mapping],
                            label=n) for n in model_names]
     fig.legend(handles=handles, loc='lower center', ncol=len(handles),
                fontsize=8, frameon=False)
-    fig.suptitle(f'val frames: projected 3D boxes (score >= {score_thr:g})'
-                 ' and bird\'s-eye view', fontsize=10)
+    shown_thr = f' with score >= {score_thr:g}' if score_thr > 0 else ''
+    fig.suptitle(f'val frames: projected 3D boxes{shown_thr} and '
+                 'bird\'s-eye view', fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     return _save(fig, out_path)
 
