@@ -89,7 +89,8 @@ def _detach(argv, log_path: str) -> int:
     print(f'efficacy benchmark started in the background (pid {proc.pid}).'
           f'\n  log:    {log_path}\n  follow: tail -f {log_path}\n  resume:'
           ' run the same command again (finished runs are kept)\n  '
-          'report: add --report-only')
+          f'report: add --report-only\n  stop:   kill -- -{proc.pid}   '
+          '(the whole process group, trainings included)')
     return 0
 
 
