@@ -329,3 +329,33 @@ def test_run_demo_args():
     assert args.iters == 7 and args.skip_data and args.method == 'ddml'
     for config in [mod.BASELINE_CONFIG] + list(mod.METHOD_CONFIGS.values()):
         assert (REPO_ROOT / config).is_file(), config
+
+
+def test_run_benchmark_reports_one_at_a_time(tmp_path):
+    """Two cached runs finish at once: on_result must not overlap (the
+    report file was written by both threads at the same time)."""
+    import threading
+    import time
+
+    from ddml.analysis.efficacy import run_benchmark
+    for variant in ('baseline', 'ddml'):
+        d = tmp_path / variant / 'seed0'
+        d.mkdir(parents=True)
+        (d / 'result.json').write_text(json.dumps(dict(
+            variant=variant, seed=0, iters=3, config='c.py')))
+    busy, overlaps, calls = threading.Lock(), [], []
+
+    def on_result(rows):
+        if not busy.acquire(blocking=False):
+            overlaps.append(len(rows))
+            return
+        time.sleep(0.2)
+        calls.append(len(rows))
+        busy.release()
+
+    rows = run_benchmark([('baseline', 0), ('ddml', 0)], 3, str(tmp_path),
+                         str(tmp_path), {'baseline': 'c.py', 'ddml': 'c.py'},
+                         parallel=2, log=lambda msg: None,
+                         on_result=on_result)
+    assert [r['variant'] for r in rows] == ['baseline', 'ddml']
+    assert overlaps == [] and sorted(calls) == [1, 2]

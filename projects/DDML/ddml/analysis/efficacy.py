@@ -199,7 +199,8 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
         figures (bool): Descriptor figures per run. Defaults to False.
         log (callable): Progress lines (called from several threads).
         on_result (callable, optional): Called with all rows so far after
-            each finished run (e.g. to rewrite the report).
+            each finished run (e.g. to rewrite the report), one call at a
+            time.
 
     Returns:
         list[dict]: Rows in the order of ``jobs`` (failed runs left out and
@@ -236,8 +237,10 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
                 f'{_num(row.get("cd_depth_abs_err_0-20m")):.2f} m; '
                 f'elapsed {elapsed / 60:.0f} min')
             rows = [done[i] for i in sorted(done)]
-        if on_result is not None:
-            on_result(rows)
+            if on_result is not None:
+                # in turn: two runs finishing together must not write the
+                # report at the same time
+                on_result(rows)
 
     with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
         list(pool.map(one, range(len(jobs))))
