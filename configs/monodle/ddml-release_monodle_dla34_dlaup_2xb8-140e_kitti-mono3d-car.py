@@ -10,22 +10,10 @@
 # objects of no KITTI difficulty ('UnKnown'), is min_difficulty='hard',
 # not set here: mmdet3d's mono3d pipeline does not load per-object
 # difficulty (gt_instances_3d.difficulty).
-_base_ = ['./monodle_dla34_dlaup_2xb8-140e_kitti-mono3d-car.py']
+_base_ = ['./ddml_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d-car.py']
 
 model = dict(
-    _delete_=True,
-    type='DepthDiscriminativeDetector',
-    detector={{_base_.model}},
-    feature_level=0,
-    descriptor_pool=5,
-    qi_loss=dict(
-        type='QuasiIsometricLoss',
-        K=1.5,
-        B=0.5,
-        eps=10.0,
-        mode='official',
-        temperature=10.0,
-        detach_target=True,
-        loss_weight=0.5),
-    depth_map_head=dict(type='ObjectDepthMapHead', loss_weight=1.0),
+    qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
+                 loss_weight=0.5),
+    depth_map_head=dict(loss_weight=1.0),
     skip_aux_on_affine_aug=True)
