@@ -279,7 +279,8 @@ def test_scene_layout_controls_classes_depths_and_columns():
             uvw = cam.P2 @ np.append(obj['location'], 1.0)
             cols.append(uvw[0] / uvw[2] / cam.width)
     assert names <= {'Car', 'DontCare'} and 'Car' in names
-    assert 4.0 <= min(depths) and max(depths) <= 45.0
+    near, far = DEMO_LAYOUT.depth_range
+    assert near <= min(depths) and max(depths) <= far
     # bottom centres project inside the image (up to rounding to 1 cm)
     assert -0.01 <= min(cols) and max(cols) <= 1.01
     general = set()
@@ -290,6 +291,37 @@ def test_scene_layout_controls_classes_depths_and_columns():
     for bad in (dict(class_probs=(('Truck', 1.0), )),
                 dict(class_probs=(('Car', 0.0), )),
                 dict(num_objects=(5, 2)), dict(depth_range=(0.0, 10.0)),
-                dict(u_range=(1.0, 0.0))):
+                dict(u_range=(1.0, 0.0)), dict(aligned_fraction=1.5),
+                dict(aligned_fraction=-0.1)):
         with pytest.raises(ValueError, match='SceneLayout'):
             SceneLayout(**bad)
+
+
+def test_scene_layout_skyline_and_headings():
+    from ddml.data_tools.synthetic_kitti import SceneLayout
+    cam = kitti_camera(1 / 3)
+    horizon = int(np.floor(cam.P2[1, 2]))
+    empty = dict(class_probs=(('Car', 1.0), ), num_objects=(0, 0))
+    for idx in range(5):
+        with_sky = render_frame(np.random.default_rng(idx), cam,
+                                SceneLayout(**empty)).image
+        without = render_frame(np.random.default_rng(idx), cam,
+                               SceneLayout(skyline=False, **empty)).image
+        sky = without[:horizon].astype(int)
+        # no buildings: every sky row is one colour (the vertical gradient)
+        assert (sky.max(axis=1) - sky.min(axis=1)).max() == 0
+        assert np.ptp(with_sky[:horizon].astype(int), axis=1).max() > 20
+
+    def headings(fraction):
+        lay = SceneLayout(class_probs=(('Car', 1.0), ), num_objects=(8, 8),
+                          aligned_fraction=fraction)
+        return np.array([
+            o['rotation_y'] for i in range(30) for o in render_frame(
+                np.random.default_rng(i), cam, lay).objects
+            if o['name'] == 'Car'
+        ])
+
+    off_road = lambda ry: np.abs(np.abs(ry) - np.pi / 2) > 0.75  # noqa: E731
+    # aligned: +-pi/2 with a 0.15 rad spread (5 sigma = 0.75 rad)
+    assert not off_road(headings(1.0)).any()
+    assert off_road(headings(0.0)).mean() > 0.3

@@ -91,12 +91,20 @@ class SceneLayout:
         u_range (tuple[float, float]): Range of the object centre's image
             column as a fraction of the width (uniform; beyond [0, 1] the
             centre lies outside the image).
+        aligned_fraction (float): Share of Cars that drive along the road
+            (heading +-pi/2 with a 0.15 rad spread, as most of KITTI's);
+            the others and all other classes get a uniform heading.
+        skyline (bool): Whether to draw the distant buildings at the
+            horizon (box-like shapes without depth, which a detector at an
+            early stage takes for far cars).
     """
     class_probs: Tuple[Tuple[str, float], ...] = tuple(
         (name, prior['p']) for name, prior in CLASS_PRIORS.items())
     num_objects: Tuple[int, int] = (2, 12)
     depth_range: Tuple[float, float] = (4.0, 60.0)
     u_range: Tuple[float, float] = (-0.1, 1.1)
+    aligned_fraction: float = 0.7
+    skyline: bool = True
 
     def __post_init__(self):
         unknown = [c for c, _ in self.class_probs if c not in CLASS_PRIORS]
@@ -119,13 +127,18 @@ class SceneLayout:
         if not self.u_range[0] < self.u_range[1]:
             raise ValueError(f'SceneLayout.u_range must be increasing, got '
                              f'{self.u_range}')
+        if not 0.0 <= self.aligned_fraction <= 1.0:
+            raise ValueError(f'SceneLayout.aligned_fraction must be in '
+                             f'[0, 1], got {self.aligned_fraction}')
 
     def as_dict(self) -> dict:
         """Plain values (for a manifest)."""
         return dict(class_probs=[list(c) for c in self.class_probs],
                     num_objects=list(self.num_objects),
                     depth_range=list(self.depth_range),
-                    u_range=list(self.u_range))
+                    u_range=list(self.u_range),
+                    aligned_fraction=self.aligned_fraction,
+                    skyline=self.skyline)
 
 
 #: The demo's scenes: Cars only (the class KITTI's table reports), 3-10 per
@@ -296,9 +309,10 @@ def _box_corners(loc: np.ndarray, lhw: np.ndarray, ry: float) -> np.ndarray:
     return box3d_corners_camera(loc[None], lhw[None], np.array([ry]))[0]
 
 
-def _render_background(rng: np.random.Generator,
-                       cam: SyntheticCamera) -> np.ndarray:
-    """Sky, distant skyline and textured ground; (H, W, 3) float32."""
+def _render_background(rng: np.random.Generator, cam: SyntheticCamera,
+                       skyline: bool = True) -> np.ndarray:
+    """Sky, distant skyline (optional) and textured ground; (H, W, 3)
+    float32."""
     W, H = cam.width, cam.height
     P = cam.P2
     fx, fy, cx, cy = P[0, 0], P[1, 1], P[0, 2], P[1, 2]
@@ -318,7 +332,7 @@ def _render_background(rng: np.random.Generator,
     canvas = Image.fromarray(np.zeros((H, W), np.uint8))
     draw = ImageDraw.Draw(canvas)
     shades = []
-    for k in range(int(rng.integers(6, 16))):
+    for k in range(int(rng.integers(6, 16)) if skyline else 0):
         x0 = rng.uniform(-0.1, 1.0) * W
         x1 = x0 + rng.uniform(0.04, 0.25) * W
         top = horizon - rng.uniform(0.02, 0.18) * H
@@ -395,7 +409,7 @@ def _sample_objects(rng: np.random.Generator, cam: SyntheticCamera,
         z = rng.uniform(*layout.depth_range)
         u_c = rng.uniform(*layout.u_range) * cam.width
         x = (u_c - cx) * z / fx
-        if name == 'Car' and rng.random() < 0.7:
+        if name == 'Car' and rng.random() < layout.aligned_fraction:
             ry = rng.choice([-np.pi / 2, np.pi / 2]) + rng.normal(0, 0.15)
         else:
             ry = rng.uniform(-np.pi, np.pi)
@@ -426,9 +440,9 @@ def render_frame(rng: np.random.Generator,
         RenderedFrame: Image, KITTI label objects and the object id map.
     """
     W, H = cam.width, cam.height
-    img = _render_background(rng, cam)
-    objs = _sample_objects(rng, cam,
-                           layout if layout is not None else SceneLayout())
+    layout = layout if layout is not None else SceneLayout()
+    img = _render_background(rng, cam, layout.skyline)
+    objs = _sample_objects(rng, cam, layout)
     cam_c = cam.center
 
     # Geometry, silhouettes; drop objects whose silhouette misses the image.
