@@ -4,16 +4,47 @@
 # second descriptor of a pair detached) with K=1.5, B=0.5, eps=10 m, and
 # the object-wise depth-map head with weight 1. See the caveat of
 # mode='official' in QuasiIsometricLoss's docstring.
-# The release's sample rules: the auxiliary losses skip the images that
-# RandomShiftScale shifted or scaled (skip_aux_on_affine_aug=True, read
-# from the affine_aug mark of AffineResize). Its other rule, leaving out
-# objects of no KITTI difficulty ('UnKnown'), is min_difficulty='hard',
-# not set here: mmdet3d's mono3d pipeline does not load per-object
-# difficulty (gt_instances_3d.difficulty).
+# The release's sample rules (mingyuShin/DDML-M3DOD, c378da3): the
+# auxiliary losses skip the images that RandomShiftScale shifted or scaled
+# (skip_aux_on_affine_aug=True, read from the affine_aug mark of
+# AffineResize); and objects of no KITTI difficulty ('UnKnown') get no
+# descriptor and no depth-map target (min_difficulty='hard'). The second rule
+# needs each object's difficulty in gt_instances_3d: the training pipeline
+# below is the base's with ddml's three transforms for it
+# (LoadObjectDifficulty, AffineResizeKeepInstanceKeys,
+# Pack3DDetInputsWithDifficulty; info files from ddml's converter,
+# tools/create_data.py, which writes the codes).
 _base_ = ['./ddml_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d-car.py']
 
 model = dict(
     qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
                  loss_weight=0.5),
     depth_map_head=dict(loss_weight=1.0),
-    skip_aux_on_affine_aug=True)
+    skip_aux_on_affine_aug=True,
+    min_difficulty='hard')
+
+train_pipeline = [
+    dict(type='LoadImageFromFileMono3D'),
+    dict(
+        type='LoadAnnotations3D',
+        with_bbox=True,
+        with_label=True,
+        with_attr_label=False,
+        with_bbox_3d=True,
+        with_label_3d=True,
+        with_bbox_depth=True),
+    dict(type='LoadObjectDifficulty'),
+    dict(type='RandomFlip3D', flip_ratio_bev_horizontal=0.5),
+    dict(type='RandomShiftScale', shift_scale=(0.2, 0.4), aug_prob=0.5),
+    dict(
+        type='AffineResizeKeepInstanceKeys',
+        img_scale=(1280, 384),
+        down_ratio=4),
+    dict(
+        type='Pack3DDetInputsWithDifficulty',
+        keys=[
+            'img', 'gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d',
+            'gt_labels_3d', 'centers_2d', 'depths', 'gt_difficulty'
+        ]),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

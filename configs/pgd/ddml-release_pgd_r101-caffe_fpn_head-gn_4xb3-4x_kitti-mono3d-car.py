@@ -4,15 +4,40 @@
 # object-wise depth-map head at weight 1. Compare with
 # ./ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py, which
 # trains the 'hinge' form (see configs/README.md).
-# The release's sample rules are not set here: this pipeline does not
-# shift or scale images at random (fixed Resize and flips), so there is
-# no affine_aug mark for skip_aux_on_affine_aug to read and no image to
-# skip; and min_difficulty='hard' (leaving out objects of no KITTI
-# difficulty) needs per-object difficulty (gt_instances_3d.difficulty),
-# which mmdet3d's mono3d pipeline does not load.
+# The release's sample rules (mingyuShin/DDML-M3DOD, c378da3): objects of
+# no KITTI difficulty ('UnKnown') get no descriptor and no depth-map target
+# (min_difficulty='hard'); it needs each object's difficulty in
+# gt_instances_3d: the training pipeline below is the base's with ddml's
+# LoadObjectDifficulty and Pack3DDetInputsWithDifficulty (info files from
+# ddml's converter, tools/create_data.py, which writes the codes). The other
+# rule, skip_aux_on_affine_aug, has nothing to act on: this pipeline does
+# not shift or scale images at random (fixed Resize and flips), so it is off.
 _base_ = ['./ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d-car.py']
 
 model = dict(
     qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
                  loss_weight=0.5),
-    depth_map_head=dict(loss_weight=1.0))
+    depth_map_head=dict(loss_weight=1.0),
+    min_difficulty='hard')
+
+train_pipeline = [
+    dict(type='LoadImageFromFileMono3D'),
+    dict(
+        type='LoadAnnotations3D',
+        with_bbox=True,
+        with_label=True,
+        with_attr_label=False,
+        with_bbox_3d=True,
+        with_label_3d=True,
+        with_bbox_depth=True),
+    dict(type='LoadObjectDifficulty'),
+    dict(type='mmdet.Resize', scale=(1242, 375), keep_ratio=True),
+    dict(type='RandomFlip3D', flip_ratio_bev_horizontal=0.5),
+    dict(
+        type='Pack3DDetInputsWithDifficulty',
+        keys=[
+            'img', 'gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d',
+            'gt_labels_3d', 'centers_2d', 'depths', 'gt_difficulty'
+        ]),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

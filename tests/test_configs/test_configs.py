@@ -45,12 +45,38 @@ RELEASED_QI = dict(mode='official', temperature=10.0, detach_target=True,
 # The release's sample rules (options of DepthDiscriminativeDetector);
 # test_release_config_builds_released_losses checks their values.
 SAMPLE_RULES = ('skip_aux_on_affine_aug', 'min_difficulty')
+# What min_difficulty needs in the training pipeline (ddml.datasets.transforms)
+DIFFICULTY_TRANSFORMS = {
+    'AffineResizeKeepInstanceKeys': 'AffineResize',
+    'Pack3DDetInputsWithDifficulty': 'Pack3DDetInputs'
+}
+
+
+def _without_difficulty(pipeline):
+    """A training pipeline with ddml's difficulty transforms turned back
+    into mmdet3d's (LoadObjectDifficulty removed), without the keys that
+    are defaults either way (a ``_scope_`` of mmdet3d, ``backend_args``
+    None)."""
+    out = []
+    for t in pipeline:
+        t = {k: v for k, v in t.items()
+             if (k, v) not in (('_scope_', 'mmdet3d'), ('backend_args', None))}
+        if t['type'] == 'LoadObjectDifficulty':
+            continue
+        if t['type'] in DIFFICULTY_TRANSFORMS:
+            t['type'] = DIFFICULTY_TRANSFORMS[t['type']]
+            t.pop('instance_keys', None)
+            if 'keys' in t:
+                t['keys'] = [k for k in t['keys'] if k != 'gt_difficulty']
+        out.append(t)
+    return out
 
 
 def test_every_kitti_ddml_config_has_a_release_variant():
     """Each KITTI ``ddml_*`` config has a ``ddml-release_*`` sibling that
     differs from it only in the settings of the QI loss, the depth-map
-    head's weight and the release's sample rules."""
+    head's weight and the release's sample rules (with the transforms that
+    carry each object's difficulty for ``min_difficulty``)."""
     kitti_ddml = [c for c in DDML if c in KITTI]
     assert len(kitti_ddml) >= 5 and len(RELEASE) >= len(kitti_ddml)
     for config in kitti_ddml:
@@ -64,6 +90,10 @@ def test_every_kitti_ddml_config_has_a_release_variant():
         for key in SAMPLE_RULES:
             assert key not in ours['model'], f'{_rel(config)} sets {key}'
             theirs['model'].pop(key, None)
+        for cfg in (ours, theirs):
+            cfg['train_pipeline'] = _without_difficulty(cfg['train_pipeline'])
+            dataset = cfg['train_dataloader']['dataset']
+            dataset['pipeline'] = _without_difficulty(dataset['pipeline'])
         assert theirs == ours, (
             f'{_rel(release)} differs from {config.name} in more than the '
             'QI loss settings, the depth-map head weight and the sample '
@@ -77,8 +107,8 @@ def test_release_config_builds_released_losses(config):
     weight 1 and the release's rule of skipping randomly shifted/scaled
     images (wherever the training pipeline writes the ``affine_aug`` mark
     that rule reads: ``AffineResize``), on the wrapper that is actually
-    built. ``min_difficulty`` stays off: mmdet3d's mono3d pipeline gives no
-    per-object KITTI difficulty."""
+    built; and ``min_difficulty='hard'`` with a training pipeline that
+    loads, keeps aligned and packs each object's difficulty."""
     from mmdet3d.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet3d')
@@ -94,12 +124,19 @@ def test_release_config_builds_released_losses(config):
     assert type(model.depth_map_head).__name__ == 'ObjectDepthMapHead'
     assert model.depth_map_head.loss_weight == 1.0
     pipeline = [t['type'] for t in _train_dataset(cfg).pipeline]
-    marks = 'AffineResize' in pipeline
+    marks = any(t.startswith('AffineResize') for t in pipeline)
     assert model.skip_aux_on_affine_aug is marks, (
         f'{_rel(config)}: the training pipeline {pipeline} '
         f'{"writes" if marks else "does not write"} the affine_aug mark, '
         f'so skip_aux_on_affine_aug should be {marks}')
-    assert model.min_difficulty is None
+    assert model.min_difficulty == 'hard'
+    # plain AffineResize would drop objects without their difficulty
+    assert 'AffineResize' not in pipeline, pipeline
+    load = pipeline.index('LoadObjectDifficulty')
+    assert pipeline[load - 1] == 'LoadAnnotations3D', pipeline
+    pack = _train_dataset(cfg).pipeline[-1]
+    assert pack['type'] == 'Pack3DDetInputsWithDifficulty'
+    assert 'gt_difficulty' in pack['keys']
 
 
 @pytest.mark.parametrize('config', DDML + RELEASE, ids=_rel)
@@ -136,7 +173,7 @@ def _evaluators(evaluator):
 def _shrink_pipeline(pipeline, scale):
     for t in pipeline:
         kind = t['type']
-        if kind == 'AffineResize':
+        if kind in ('AffineResize', 'AffineResizeKeepInstanceKeys'):
             t['img_scale'] = scale
         elif kind in ('Resize', 'mmdet.Resize', 'RandomResize3D'):
             t.pop('scale_factor', None)

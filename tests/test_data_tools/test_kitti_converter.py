@@ -97,6 +97,18 @@ def test_frame000007_cam_instances_match_mmdet3d(kitti_test_root, tmp_path,
     mine = _convert_one(root)
     ref = mmdet3d_reference_000007
     assert mine['metainfo'] == ref['metainfo']
+    # ddml's cam_instances carry one field more than mmdet3d's: the object's
+    # KITTI difficulty (for LoadObjectDifficulty), equal to that of the
+    # matching LiDAR instance (same 3D box)
+    info = mine['data_list'][0]
+    cam = info['cam_instances']['CAM2']
+    assert len(cam) == 4
+    for c in cam:
+        same = [i for i in info['instances']
+                if np.allclose(i['bbox_3d'], c['bbox_3d'], atol=1e-4)]
+        assert len(same) == 1 and c.pop('difficulty') == same[0][
+            'difficulty']
+    assert {i['difficulty'] for i in info['instances']} - {-1} != set()
     # No velodyne in this root: counts are -1 (documented), mmdet3d's came
     # from the full cloud.
     assert compare_infos(

@@ -6,7 +6,8 @@ difficulty get no descriptor and no depth-map target), on the light SMOKE
 demo config ``configs/demo/ddml-release_smoke_*`` with all four auxiliary
 losses, fed by mmdet3d's real training pipeline (``RandomShiftScale`` +
 ``AffineResize``) on synthetic KITTI frames rendered into a temporary
-directory.
+directory. The config's pipeline also packs each object's KITTI
+difficulty (``ddml.datasets.transforms``), which ``min_difficulty`` reads.
 """
 import copy
 from pathlib import Path
@@ -56,7 +57,7 @@ def _dataset(root: Path, shift_scale: bool):
     for t in dataset.pipeline:
         if t['type'] == 'RandomFlip3D':
             continue
-        if t['type'] == 'AffineResize' and shift_scale:
+        if t['type'].startswith('AffineResize') and shift_scale:
             pipeline.append(
                 dict(type='RandomShiftScale', shift_scale=(0.2, 0.4),
                      aug_prob=1.0))
@@ -86,7 +87,7 @@ def _model(**options):
     image do not depend on the other images of its batch)."""
     cfg = _config()
     assert cfg.model.pop('skip_aux_on_affine_aug') is True
-    assert 'min_difficulty' not in cfg.model
+    assert cfg.model.pop('min_difficulty') == 'hard'
     cfg.model.detector.backbone.init_cfg = None
     # The released 'official' QI form is 0 at initialisation (no pair of
     # descriptors is above the upper bound yet); the hinge form has terms.
@@ -245,7 +246,10 @@ def test_difficulty_rule_equals_removing_the_objects(frames):
 
 
 def test_missing_or_bad_difficulty_is_rejected(frames):
-    plain = frames[1][1]['data_samples']
+    plain = copy.deepcopy(frames[1][1]['data_samples'])
+    # the config's pipeline packs it (LoadObjectDifficulty); a sample of a
+    # pipeline without it has none
+    plain.gt_instances_3d.pop('difficulty')
     model = _model(min_difficulty='hard')
     with pytest.raises(KeyError, match='min_difficulty'):
         model.auxiliary_ground_truth([plain])

@@ -28,7 +28,8 @@ Layout of one ``data_list`` entry (``info``)::
       camera whose projection meets the image:
       {bbox_label, bbox_label_3d, bbox (projected 3D box clipped to the
        image, px), bbox_3d_isvalid True, bbox_3d [x,y,z,l,h,w,ry] (float32
-       values), velocity -1, center_2d [u,v], depth} ]}
+       values), velocity -1, center_2d [u,v], depth, difficulty (as in
+       instances; ddml only: mmdet3d does not write it)} ]}
 
 Note that ``instances[*]['bbox_3d']`` is in *camera* coordinates, as
 mmdet3d writes it: ``KittiDataset.parse_ann_info`` converts it to LiDAR
@@ -408,7 +409,10 @@ def kitti_frame_info(root: PathLike,
                 bbox_3d=box32.tolist(),
                 velocity=-1,
                 center_2d=centers[i, :2].tolist(),
-                depth=float(centers[i, 2])))
+                depth=float(centers[i, 2]),
+                # not in mmdet3d's cam_instances; ddml's LoadObjectDifficulty
+                # reads it (the release's min_difficulty sample rule)
+                difficulty=int(difficulty[i])))
     info['instances'] = instances
     info['cam_instances'] = dict(CAM2=cam_instances)
     return info
