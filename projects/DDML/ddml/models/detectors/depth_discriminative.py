@@ -190,10 +190,12 @@ class DepthDiscriminativeDetector(Base3DDetector):
             code per object, as mmdet3d's KITTI infos write it: 0 easy,
             1 moderate, 2 hard, -1 none; mmdet3d and the release differ at
             the height boundary: ``y2 - y1 > 40`` vs ``y2 - y1 + 1 >=
-            40``). mmdet3d's mono3d ``cam_instances`` and
-            ``LoadAnnotations3D`` do not carry it; a KeyError naming this
-            option is raised when a sample lacks it. None keeps every
-            object. Defaults to None.
+            40``). mmdet3d's mono3d pipeline does not carry it: use the
+            info files of ddml's converter (``tools/create_data.py``) and
+            the transforms of :mod:`ddml.datasets.transforms` (as the
+            ``ddml-release_*`` configs do); a KeyError naming this option
+            is raised when a sample lacks it. None keeps every object.
+            Defaults to None.
         data_preprocessor (dict, optional): Defaults to None, which reuses
             the wrapped detector's data preprocessor, so inputs are
             preprocessed exactly as for the plain detector, and once.
