@@ -118,6 +118,36 @@ def test_heading_code_by_hand():
     assert _angle_diff(back, alpha).abs().max() < 1e-6
 
 
+def test_heading_angle_yaw_codes_rotation_y():
+    """``heading_angle='yaw'``: the bins code ``rotation_y`` itself, so the
+    same yaw anywhere in the image has one target (``'alpha'`` varies with
+    the viewing ray); boxes round-trip either way."""
+    boxes, labels = _random_boxes(200, seed=3)
+    yaw_coder = MonoDLECoder(mean_sizes=KITTI_MEAN_SIZES,
+                             heading_angle='yaw')
+    enc, dec, _, _ = _encode_decode(yaw_coder, boxes, labels, P2, stride=4)
+    _assert_same_boxes(dec, boxes)
+    back = yaw_coder.decode_heading(enc['heading_bin'], enc['heading_res'])
+    assert _angle_diff(back, boxes.tensor[:, 6]).abs().max() < 1e-5
+    # alpha is still reported as the observation angle
+    ray = torch.atan2(boxes.tensor[:, 0], boxes.tensor[:, 2])
+    assert _angle_diff(enc['alpha'], boxes.tensor[:, 6] - ray).abs().max() \
+        < 1e-5
+    # one yaw (pi/2, along the road) at many places: one target with
+    # 'yaw', several with 'alpha'
+    same = boxes.tensor.clone()
+    same[:, 6] = math.pi / 2
+    same = CameraInstance3DBoxes(same)
+    by_yaw, _, _, _ = _encode_decode(yaw_coder, same, labels, P2, stride=4)
+    by_alpha, _, _, _ = _encode_decode(
+        MonoDLECoder(mean_sizes=KITTI_MEAN_SIZES), same, labels, P2,
+        stride=4)
+    assert by_yaw['heading_bin'].unique().numel() == 1
+    assert by_alpha['heading_bin'].unique().numel() >= 3
+    with pytest.raises(ValueError, match='heading_angle'):
+        MonoDLECoder(mean_sizes=KITTI_MEAN_SIZES, heading_angle='ry')
+
+
 def test_depth_transform_by_hand_and_inverse():
     raw = torch.tensor([0., 2.])
     depth = MonoDLECoder.depth_from_raw(raw)

@@ -37,7 +37,10 @@ from torch import Tensor
 from mmdet3d.registry import TASK_UTILS
 from mmdet3d.structures import CameraInstance3DBoxes
 
-__all__ = ['MonoDLECoder']
+__all__ = ['MonoDLECoder', 'HEADING_ANGLES']
+
+#: What MonoDLECoder's heading bins can code.
+HEADING_ANGLES = ('alpha', 'yaw')
 
 Stride = Union[float, Tuple[float, float]]
 
@@ -76,6 +79,14 @@ class MonoDLECoder(BaseBBoxCoder):
             sizes, the release's ``meanshape: False``).
         num_heading_bins (int): Number ``B`` of heading bins. Defaults to
             12 (MonoDLE).
+        heading_angle (str): The angle the bins code: ``'alpha'``, the
+            observation angle (MonoDLE; what the object's appearance
+            shows, the same for an object anywhere along its viewing ray),
+            or ``'yaw'``, ``rotation_y`` itself (egocentric). With
+            ``'yaw'`` a road-aligned object has the same target wherever
+            it is in the image, which a translation-equivariant head
+            learns from far fewer samples when most objects follow the
+            road; ``alpha`` needs the appearance. Defaults to ``'alpha'``.
         code_size (int): Size of a decoded box. Defaults to 7
             ``(x, y, z, l, h, w, yaw)``, bottom centre in camera
             coordinates as :class:`CameraInstance3DBoxes`.
@@ -84,6 +95,7 @@ class MonoDLECoder(BaseBBoxCoder):
     def __init__(self,
                  mean_sizes: Sequence[Sequence[float]],
                  num_heading_bins: int = 12,
+                 heading_angle: str = 'alpha',
                  code_size: int = 7) -> None:
         super().__init__()
         sizes = torch.as_tensor(mean_sizes, dtype=torch.float32)
@@ -94,11 +106,15 @@ class MonoDLECoder(BaseBBoxCoder):
         if not isinstance(num_heading_bins, int) or num_heading_bins < 1:
             raise ValueError('MonoDLECoder.num_heading_bins must be a '
                              f'positive int, got {num_heading_bins!r}')
+        if heading_angle not in HEADING_ANGLES:
+            raise ValueError(f'MonoDLECoder.heading_angle must be one of '
+                             f'{HEADING_ANGLES}, got {heading_angle!r}')
         if code_size != 7:
             raise ValueError('MonoDLECoder decodes 7-dim boxes (x, y, z, l, '
                              f'h, w, yaw); got code_size={code_size}')
         self.mean_sizes = sizes
         self.num_heading_bins = num_heading_bins
+        self.heading_angle = heading_angle
         self.bin_size = 2 * math.pi / num_heading_bins
         self.code_size = code_size
 
@@ -194,8 +210,9 @@ class MonoDLECoder(BaseBBoxCoder):
             - ``depth`` (N, ): ``z`` of the gravity centre, metres;
             - ``size_3d`` (N, 3): ``(l, h, w)`` minus the class mean;
             - ``dims`` (N, 3): ``(l, h, w)``, metres;
-            - ``alpha`` (N, ), ``heading_bin`` (long, (N, )),
-              ``heading_res`` (N, ).
+            - ``alpha`` (N, ): the observation angle;
+            - ``heading_bin`` (long, (N, )), ``heading_res`` (N, ): of
+              ``alpha`` or of ``yaw`` (``heading_angle``).
         """
         sx, sy = _stride_xy(stride)
         scale = centers_2d.new_tensor([sx, sy])
@@ -208,7 +225,8 @@ class MonoDLECoder(BaseBBoxCoder):
         dims = tensor[:, 3:6]
         yaw = tensor[:, 6]
         alpha = _wrap_angle(yaw - torch.atan2(tensor[:, 0], tensor[:, 2]))
-        heading_bin, heading_res = self.encode_heading(alpha)
+        heading_bin, heading_res = self.encode_heading(
+            alpha if self.heading_angle == 'alpha' else yaw)
         return dict(
             cells=cells.long(),
             offset_2d=box_centers - cells,
@@ -316,7 +334,10 @@ class MonoDLECoder(BaseBBoxCoder):
         bottom = gravity + torch.stack(
             [torch.zeros_like(depth), dims[:, 1] / 2,
              torch.zeros_like(depth)], dim=1)
-        alpha = self.decode_heading(heading_bin, heading_res)
-        yaw = _wrap_angle(alpha + torch.atan2(bottom[:, 0], bottom[:, 2]))
+        angle = self.decode_heading(heading_bin, heading_res)
+        if self.heading_angle == 'alpha':
+            yaw = _wrap_angle(angle + torch.atan2(bottom[:, 0], bottom[:, 2]))
+        else:
+            yaw = angle
         boxes = torch.cat([bottom, dims, yaw[:, None]], dim=1)
         return boxes, bboxes_2d
