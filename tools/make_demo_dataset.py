@@ -9,7 +9,7 @@ writes ``training/{image_2,label_2,calib}``, ``ImageSets/{train,val,
 trainval}.txt`` and, unless ``--no-infos``, ``kitti_infos_*.pkl`` ready for
 mmdet3d's ``KittiDataset``. The logic lives in
 :mod:`ddml.data_tools.synthetic_kitti`; ``--layout demo`` renders the
-demo's scenes (Cars only, 4-45 m), ``general`` three classes at 4-60 m.
+demo's scenes (Cars only, 4-30 m, no skyline), ``general`` three classes at 4-60 m.
 """
 import argparse
 import sys
@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--layout', choices=sorted(LAYOUTS),
                         default='general',
                         help='scene contents: general (Car, Pedestrian, '
-                        'Cyclist, 4-60 m) or demo (Cars, 4-45 m)')
+                        'Cyclist, 4-60 m) or demo (Cars, 4-30 m, no skyline)')
     parser.add_argument('--extra-tag', default='kitti')
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """The ddml demo: synthetic KITTI-format data, baseline vs. method.
 
 ``make demo`` runs this script. It renders the synthetic dataset into
-``--data-root`` (once; Cars only, 4-45 m, at 1/3 of KITTI's resolution),
+``--data-root`` (once; Cars only, 4-30 m, at 1/3 of KITTI's resolution),
 trains the demo baseline (MonoDLE's head on a half-width ResNet-18) and the
 same detector with
 the method (``--method ddml``: quasi-isometric loss + object-wise depth-map
@@ -30,7 +30,7 @@ METHOD_CONFIGS = {
     'metricdepth': _DEMO + 'ddml-metricdepth_' + _NAME,
 }
 # Chosen from the learning curve in docs/benchmarks.md ("Demo").
-DEFAULT_ITERS = 700
+DEFAULT_ITERS = 1200
 DEFAULT_NUM_TRAIN = 1000
 DEFAULT_NUM_VAL = 100
 
