@@ -452,3 +452,31 @@ def test_perfect_outputs_give_kitti_ap_100(many_objects_root):
         if '_2D_' in key:
             assert metrics[f'pred_instances/{key}'] == pytest.approx(
                 value, abs=1e-3), key
+
+
+def test_score_2d_heatmap_drops_the_depth_confidence(many_objects_root):
+    """``test_cfg.score_2d``: the regressed 2D boxes score heatmap peak x
+    exp(-s) by default (the 3D score), the peak alone with 'heatmap'; the
+    3D scores and every box are the same either way."""
+    model = MODELS.build(copy.deepcopy(LIGHT_MODEL))
+    head = model.bbox_head
+    sample = _dataset(many_objects_root)[0]['data_samples']
+    sample.set_metainfo(dict(batch_input_shape=IMG_SCALE[::-1]))
+    feat_hw = (IMG_SCALE[1] // 4, IMG_SCALE[0] // 4)
+    outs, num = _perfect_outputs(head, [sample], feat_hw, first_rank=100)
+    assert num >= 2
+    meta = [sample.metainfo]
+    with_depth = head.predict_by_feat(*outs, batch_img_metas=meta)
+    heatmap = head.predict_by_feat(*outs, batch_img_metas=meta,
+                                   cfg=dict(score_2d='heatmap'))
+    from ddml.models.heads.monodle_head import _HEATMAP_CLAMP
+    peak = torch.sigmoid(torch.tensor(10.)).clamp(max=1 - _HEATMAP_CLAMP)
+    (r3, r2), (h3, h2) = [(a[0], b[0]) for a, b in (with_depth, heatmap)]
+    torch.testing.assert_close(r2.scores, r3.scores_3d)
+    assert (r2.scores < peak - 1e-3).all()  # depth confidences < 1
+    torch.testing.assert_close(h2.scores, torch.full_like(h2.scores, peak))
+    torch.testing.assert_close(h3.scores_3d, r3.scores_3d)
+    torch.testing.assert_close(h2.bboxes, r2.bboxes)
+    with pytest.raises(ValueError, match='score_2d'):
+        _head(test_cfg=dict(score_2d='depth'))
+

@@ -78,6 +78,8 @@ KITTI_MEAN_SIZES = ((0.84422524, 1.76255119, 0.66068622),
                     (1.76282397, 1.73698127, 0.59706367),
                     (3.52588311, 1.52563191, 1.62856739))
 
+#: What the scores of the regressed 2D boxes can be (``test_cfg.score_2d``).
+SCORES_2D = ('with_depth', 'heatmap')
 BRANCHES = ('heatmap', 'offset_2d', 'size_2d', 'depth', 'offset_3d',
             'size_3d', 'heading')
 
@@ -166,7 +168,10 @@ class MonoDLEHead(BaseMono3DDenseHead):
         train_cfg (dict, optional): Unused.
         test_cfg (dict, optional): ``topk`` (50), ``local_maximum_kernel``
             (3), ``score_thr`` (0.2, on the heatmap peak, as the release),
-            ``pred_2d`` (True: also return the regressed 2D boxes).
+            ``pred_2d`` (True: also return the regressed 2D boxes),
+            ``score_2d`` (``'with_depth'``: the 2D boxes carry the 3D
+            score, as the release; ``'heatmap'``: the heatmap peak alone,
+            since the depth confidence says nothing about the 2D box).
         init_cfg (dict, optional): Initialization config.
     """
 
@@ -243,8 +248,12 @@ class MonoDLEHead(BaseMono3DDenseHead):
         self.reg_init_std = float(reg_init_std)
         self.train_cfg = train_cfg
         test_defaults = dict(
-            topk=50, local_maximum_kernel=3, score_thr=0.2, pred_2d=True)
+            topk=50, local_maximum_kernel=3, score_thr=0.2, pred_2d=True,
+            score_2d='with_depth')
         test_defaults.update(test_cfg or {})
+        if test_defaults['score_2d'] not in SCORES_2D:
+            raise ValueError(f"MonoDLEHead.test_cfg.score_2d must be one of "
+                             f"{SCORES_2D}, got {test_defaults['score_2d']!r}")
         self.test_cfg = ConfigDict(test_defaults)
 
         out_channels = dict(
@@ -526,7 +535,7 @@ class MonoDLEHead(BaseMono3DDenseHead):
             image, the 3D results (``bboxes_3d``, ``scores_3d``,
             ``labels_3d``) and the 2D results (``bboxes``, ``scores``,
             ``labels``; empty when ``pred_2d`` is False). ``score`` =
-            heatmap peak x ``exp(-s)``.
+            heatmap peak x ``exp(-s)`` (2D: see ``score_2d``).
         """
         test_cfg = ConfigDict(dict(self.test_cfg))
         test_cfg.update(cfg or {})
@@ -581,7 +590,9 @@ class MonoDLEHead(BaseMono3DDenseHead):
             res_2d = InstanceData()
             if cfg.pred_2d:
                 res_2d.bboxes = bboxes_2d
-                res_2d.scores = scores.clone()
+                res_2d.scores = (peaks[i][keep].clone()
+                                 if cfg.get('score_2d') == 'heatmap' else
+                                 scores.clone())
                 res_2d.labels = labels.clone()
             results_2d.append(res_2d)
         return results_3d, results_2d
