@@ -9,7 +9,8 @@ writes ``training/{image_2,label_2,calib}``, ``ImageSets/{train,val,
 trainval}.txt`` and, unless ``--no-infos``, ``kitti_infos_*.pkl`` ready for
 mmdet3d's ``KittiDataset``. The logic lives in
 :mod:`ddml.data_tools.synthetic_kitti`; ``--layout demo`` renders the
-demo's scenes (Cars only, 4-30 m, no skyline), ``general`` three classes at 4-60 m.
+demo's scenes (Cars only, 4-30 m, no skyline), ``general`` three classes
+at 4-60 m.
 """
 import argparse
 import sys

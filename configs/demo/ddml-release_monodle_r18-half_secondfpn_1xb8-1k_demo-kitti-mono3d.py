@@ -1,7 +1,11 @@
 # The demo detector with DDML exactly as the authors released it on MonoDLE
 # (mingyuShin/DDML-M3DOD): the quasi-isometric loss in its 'official' form
 # (temperature 10, detached target, weight 0.5) and the object-wise
-# depth-map head at weight 1. Compare with ./ddml_*.py (the 'hinge' form).
+# depth-map head at weight 1 (with the demo's 64 hidden channels, not the
+# release's 256). Compare with ./ddml_*.py (the 'hinge' form).
+# At the demo's 1/3 scale KITTI's 25-pixel minimum height leaves the Cars
+# beyond about 16 m without a difficulty, so min_difficulty='hard' (below)
+# gives them no auxiliary loss.
 # The release's sample rules (mingyuShin/DDML-M3DOD, c378da3): the
 # auxiliary losses skip the images that RandomShiftScale shifted or scaled
 # (skip_aux_on_affine_aug=True, read from the affine_aug mark of

@@ -4,12 +4,13 @@
 # as in configs/monodle/: centre heatmap, regressed 2D box, depth with
 # aleatoric uncertainty, 3D offset, size and 12-bin heading), Car only, for
 # the data of tools/make_demo_dataset.py --layout demo. It learns far faster
-# than SMOKE on 2 CPU cores (docs/benchmarks.md, "Demo"). Three choices
+# than SMOKE on 2 CPU cores (docs/benchmarks.md, "Demo"). Four choices
 # differ from MonoDLE, each from the demo's learning curves: 16 channels per
 # branch (the seven branches were 44 % of the FLOPs at 32), the heading
 # bins code rotation_y instead of the observation angle (most demo Cars
-# follow the road, so one target serves them all), and Adam at 2e-3 for
-# 1,200 iterations (x0.1 at 80 %).
+# follow the road, so one target serves them all), the regressed 2D boxes
+# are scored by their heatmap peak (test_cfg.score_2d), and Adam at 2e-3
+# for 1,200 iterations (x0.1 at 80 %).
 _base_ = ['./smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
 
 class_names = ['Car']

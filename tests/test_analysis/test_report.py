@@ -170,7 +170,11 @@ def test_ensure_dataset_manifest(tmp_path, monkeypatch):
     assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append)
     (root / 'kitti_infos_val.pkl').unlink()
     assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append)
-    assert calls == [(4, 2, 0), (4, 2, 1), (4, 2, 1)]
+    # infos of an older converter (no per-object difficulty) are redone
+    import ddml.data_tools.kitti_converter as kc
+    monkeypatch.setattr(kc, 'INFO_VERSION', kc.INFO_VERSION - 1)
+    assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append)
+    assert calls == [(4, 2, 0), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
     assert sum('not re-rendering' in x for x in say) == 1
     # frames without objects stay: ddml lets KittiDataset load them
     with open(root / 'kitti_infos_train.pkl', 'rb') as f:

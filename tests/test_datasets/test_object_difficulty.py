@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip('mmdet3d', reason='mmdet3d is not installed')
 
@@ -86,6 +87,11 @@ def test_packed_difficulty_is_that_of_the_same_object(root, shift_scale):
             gt = sample.gt_instances_3d
             codes = gt.difficulty.tolist()
             assert len(codes) == len(gt.depths) == len(gt.bboxes_3d)
+            # depths stay aligned with the boxes (z of a camera box; the
+            # projected depth adds P2's 3 mm), so the lookup below pairs
+            # each code with its box
+            assert torch.allclose(gt.depths, gt.bboxes_3d.tensor[:, 2],
+                                  atol=0.01)
             info = _info_codes(dataset, idx)
             dropped += len(info) - len(codes)
             # every packed object's depth is unique in its frame here and

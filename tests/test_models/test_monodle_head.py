@@ -479,4 +479,3 @@ def test_score_2d_heatmap_drops_the_depth_confidence(many_objects_root):
     torch.testing.assert_close(h2.bboxes, r2.bboxes)
     with pytest.raises(ValueError, match='score_2d'):
         _head(test_cfg=dict(score_2d='depth'))
-

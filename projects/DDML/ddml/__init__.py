@@ -2,7 +2,8 @@
 
 Importing this package applies the compatibility fixes of
 :mod:`ddml.compat` (:func:`ddml.compat.apply_patches`) and registers every
-module of the add-on into mmdet3d's registries (models, metrics).
+module of the add-on into mmdet3d's registries (models, metrics,
+pipeline transforms).
 """
 from . import compat, data_tools, datasets, engine, evaluation, models
 

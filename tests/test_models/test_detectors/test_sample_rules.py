@@ -5,7 +5,8 @@ randomly shifted or scaled) and ``min_difficulty`` (objects below a KITTI
 difficulty get no descriptor and no depth-map target), on the light SMOKE
 demo config ``configs/demo/ddml-release_smoke_*`` with all four auxiliary
 losses, fed by mmdet3d's real training pipeline (``RandomShiftScale`` +
-``AffineResize``) on synthetic KITTI frames rendered into a temporary
+``AffineResize``, here ddml's ``AffineResizeKeepInstanceKeys``) on synthetic
+KITTI frames rendered into a temporary
 directory. The config's pipeline also packs each object's KITTI
 difficulty (``ddml.datasets.transforms``), which ``min_difficulty`` reads.
 """

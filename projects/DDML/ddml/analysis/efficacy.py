@@ -57,6 +57,7 @@ COLUMNS = [
     ('Car APBEV mod 0.5', 'APBEV_mod_loose', 1, 2, True),
     ('Car AP3D mod 0.7', 'AP3D_mod', 1, 2, True),
     ('Car AP2D mod 0.7', 'AP2D_mod', 1, 2, True),
+    ('Car AP2D mod 0.7, own 2D boxes', 'AP2Dreg_mod', 1, 2, True),
     ('Car centre-dist mAP', 'cd_Car_mAP', 1, 3, True),
     ('Car centre-dist AP 1 m', 'cd_Car_AP_1.0m', 1, 3, True),
     ('depth err 0-20 m', 'cd_depth_abs_err_0-20m', 1, 3, False),

@@ -25,8 +25,10 @@ MANIFEST = 'ddml_demo_manifest.json'
 
 def _manifest(num_train: int, num_val: int, seed: int, scale: float,
               layout) -> Dict:
+    from ddml.data_tools.kitti_converter import INFO_VERSION
     return dict(num_train=int(num_train), num_val=int(num_val),
-                seed=int(seed), scale=float(scale), layout=layout.as_dict())
+                seed=int(seed), scale=float(scale), layout=layout.as_dict(),
+                info_version=INFO_VERSION)
 
 
 def ensure_dataset(root: str,
@@ -39,9 +41,10 @@ def ensure_dataset(root: str,
                    layout=None) -> bool:
     """Render the synthetic dataset unless ``root`` already holds it.
 
-    ``root/ddml_demo_manifest.json`` records the sizes, seed, scale and
-    scene layout of the last rendering; the data is re-rendered when it is
-    missing, when any of them differ, or when an info file is missing.
+    ``root/ddml_demo_manifest.json`` records the sizes, seed, scale, scene
+    layout and info version (``kitti_converter.INFO_VERSION``) of the last
+    rendering; the data is re-rendered when it is missing, when any of them
+    differ, or when an info file is missing.
     (Rendering is deterministic, so equal manifests mean equal files.)
 
     Args:

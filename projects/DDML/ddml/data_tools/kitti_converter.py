@@ -57,6 +57,10 @@ PathLike = Union[str, os.PathLike]
 #: ``update_kitti_infos``' METAINFO classes (their index is ``bbox_label``).
 KITTI_CLASSES: Tuple[str, ...] = ('Pedestrian', 'Cyclist', 'Car', 'Van',
                                   'Truck', 'Person_sitting', 'Tram', 'Misc')
+#: Version of what :func:`create_kitti_infos` writes beyond mmdet3d's format;
+#: bumped when it changes, so that cached data is converted again (2: each
+#: ``cam_instances`` entry carries the object's ``difficulty``).
+INFO_VERSION = 2
 #: Classes that get ``cam_instances`` (mmdet3d ``convert_utils``).
 KITTI_CAM_CLASSES: Tuple[str, ...] = KITTI_CLASSES
 

@@ -592,9 +592,13 @@ class DepthDiscriminativeDetector(Base3DDetector):
                 'KITTI difficulty of every object in '
                 'gt_instances_3d.difficulty (0 easy, 1 moderate, 2 hard, -1 '
                 f'none, as in mmdet3d\'s KITTI infos), but sample {index} '
-                'of the batch has none; mmdet3d\'s mono3d cam_instances '
-                'and LoadAnnotations3D do not load it. Give the pipeline '
-                'per-object difficulty or set model.min_difficulty=None')
+                'of the batch has none; mmdet3d\'s mono3d pipeline does not '
+                'load it. Use info files from ddml\'s converter '
+                '(tools/create_data.py) and the transforms of '
+                'ddml.datasets.transforms (LoadObjectDifficulty, '
+                'AffineResizeKeepInstanceKeys, Pack3DDetInputsWithDifficulty'
+                ', as the ddml-release_* configs do), or set '
+                'model.min_difficulty=None')
         difficulty = torch.as_tensor(difficulty).reshape(-1).cpu()
         known = (difficulty == -1) | (difficulty == 0) | \
             (difficulty == 1) | (difficulty == 2)

@@ -46,7 +46,8 @@ Training follows the release (``lib/losses/centernet_loss.py``,
 At inference the heatmap goes through a 3x3 max-pool NMS, the top-K
 peaks above ``score_thr`` are decoded, and the score of a box is its
 heatmap peak times the depth confidence ``exp(-s)`` (release:
-``lib/helpers/decode_helper.py``).
+``lib/helpers/decode_helper.py``); the regressed 2D boxes get the same
+score or, with ``test_cfg.score_2d='heatmap'``, the peak alone.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -540,6 +541,9 @@ class MonoDLEHead(BaseMono3DDenseHead):
         test_cfg = ConfigDict(dict(self.test_cfg))
         test_cfg.update(cfg or {})
         cfg = test_cfg
+        if cfg.get('score_2d', 'with_depth') not in SCORES_2D:
+            raise ValueError(f'MonoDLEHead test cfg score_2d must be one of '
+                             f'{SCORES_2D}, got {cfg.score_2d!r}')
         stride = self._stride(batch_img_metas, heatmap.shape[-2:])
         bs, _, feat_h, feat_w = heatmap.shape
         prob = heatmap.sigmoid().clamp(_HEATMAP_CLAMP, 1 - _HEATMAP_CLAMP)

@@ -14,7 +14,8 @@ box centre (the paper's first strategy). Relative to that cell it regresses
 * the size ``(l, h, w)`` as a residual to the mean size of its class;
 * the observation angle ``alpha = rotation_y - atan2(x, z)`` as one of
   ``B = 12`` bins of width ``2 pi / B`` centred on ``k 2 pi / B`` plus a
-  residual in ``[-pi / B, pi / B)``.
+  residual in ``[-pi / B, pi / B)`` (``heading_angle='yaw'`` codes
+  ``rotation_y`` itself instead, an option of this add-on).
 
 The units and the angle coding follow the authors' release
 (github.com/xinzhuma/monodle, ``lib/datasets/kitti/kitti_dataset.py``,
@@ -25,7 +26,8 @@ Decoding inverts each step. The 3D centre is lifted from its pixel and its
 depth by solving the projection ``[u p_2, v p_2, p_2] = K X + t`` for the
 two unknown coordinates of ``X`` (``P = [K | t]`` is ``cam2img``; ``z`` is
 known), so encode and decode are exact inverses for any ``cam2img``; and
-``rotation_y = alpha + atan2(x, z)``.
+``rotation_y = alpha + atan2(x, z)`` (or the decoded angle itself with
+``heading_angle='yaw'``).
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -138,7 +140,8 @@ class MonoDLECoder(BaseBBoxCoder):
         return self.mean_sizes.to(labels.device)[labels]
 
     def encode_heading(self, alpha: Tensor) -> Tuple[Tensor, Tensor]:
-        """Bin and residual of observation angles.
+        """Bin and residual of heading angles (``alpha``, or ``rotation_y``
+        with ``heading_angle='yaw'``).
 
         With ``w = 2 pi / B``: ``k = floor(((alpha + w / 2) mod 2 pi) / w)``
         and ``r = ((alpha + w / 2) mod 2 pi) - (k w + w / 2)``, so that
@@ -160,7 +163,8 @@ class MonoDLECoder(BaseBBoxCoder):
         return bins, residual
 
     def decode_heading(self, bins: Tensor, residual: Tensor) -> Tensor:
-        """``alpha = k w + r`` wrapped to ``[-pi, pi)`` (``class2angle``)."""
+        """The coded angle ``k w + r`` wrapped to ``[-pi, pi)``
+        (``class2angle``)."""
         return _wrap_angle(bins.to(residual.dtype) * self.bin_size + residual)
 
     @staticmethod
