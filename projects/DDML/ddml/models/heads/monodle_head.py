@@ -121,6 +121,13 @@ def centernet_gaussian_radius(height: float,
     return min(r1, r2, r3)
 
 
+def _check_score_2d(value) -> None:
+    """Refuse a ``test_cfg.score_2d`` outside :data:`SCORES_2D`."""
+    if value not in SCORES_2D:
+        raise ValueError(f'MonoDLEHead test_cfg.score_2d must be one of '
+                         f'{SCORES_2D}, got {value!r}')
+
+
 def _as_list(value) -> list:
     return [value] if isinstance(value, Tensor) else list(value)
 
@@ -252,9 +259,7 @@ class MonoDLEHead(BaseMono3DDenseHead):
             topk=50, local_maximum_kernel=3, score_thr=0.2, pred_2d=True,
             score_2d='with_depth')
         test_defaults.update(test_cfg or {})
-        if test_defaults['score_2d'] not in SCORES_2D:
-            raise ValueError(f"MonoDLEHead.test_cfg.score_2d must be one of "
-                             f"{SCORES_2D}, got {test_defaults['score_2d']!r}")
+        _check_score_2d(test_defaults['score_2d'])
         self.test_cfg = ConfigDict(test_defaults)
 
         out_channels = dict(
@@ -541,9 +546,7 @@ class MonoDLEHead(BaseMono3DDenseHead):
         test_cfg = ConfigDict(dict(self.test_cfg))
         test_cfg.update(cfg or {})
         cfg = test_cfg
-        if cfg.get('score_2d', 'with_depth') not in SCORES_2D:
-            raise ValueError(f'MonoDLEHead test cfg score_2d must be one of '
-                             f'{SCORES_2D}, got {cfg.score_2d!r}')
+        _check_score_2d(cfg.score_2d)
         stride = self._stride(batch_img_metas, heatmap.shape[-2:])
         bs, _, feat_h, feat_w = heatmap.shape
         prob = heatmap.sigmoid().clamp(_HEATMAP_CLAMP, 1 - _HEATMAP_CLAMP)
@@ -595,7 +598,7 @@ class MonoDLEHead(BaseMono3DDenseHead):
             if cfg.pred_2d:
                 res_2d.bboxes = bboxes_2d
                 res_2d.scores = (peaks[i][keep].clone()
-                                 if cfg.get('score_2d') == 'heatmap' else
+                                 if cfg.score_2d == 'heatmap' else
                                  scores.clone())
                 res_2d.labels = labels.clone()
             results_2d.append(res_2d)
