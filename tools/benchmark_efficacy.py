@@ -5,11 +5,18 @@ quasi-isometric loss + depth-map head); DDML exactly as released (official
 QI form, weight 0.5, temperature 10, detached target, depth-map head weight
 1); QI loss only; depth-map head only; MetricDepth. The default trains 5
 seeds of the first three and 3 of the others, each on the demo's data and
-schedule shortened to 600 iterations (so that it finishes within 90
-minutes on 2 cores), 2 runs at a time with one thread each, and reports
-mean ± std, the paired difference of every variant to the baseline (same
-seed) with a 95 % confidence interval, and in words which differences lie
-outside it.
+schedule shortened to 600 iterations, 2 runs at a time with one thread
+each, evaluates on ``--eval-split`` (``val``, where design choices are
+made, or the held-out ``test``, where claims are made) and reports mean ±
+std, the paired difference of every variant to the baseline (same seed)
+with a 95 % confidence interval (unadjusted: exploratory).
+
+``--protocol docs/efficacy/protocol.json`` runs a pre-registered protocol
+instead (its data, split, schedule, arms and seeds; nothing else may be
+given): each run's row goes as JSON into the protocol's records folder,
+which is also what a later session resumes from, and ``--report-only``
+writes the protocol's analysis (primary endpoints with Holm's correction)
+once its primary arms are complete, and refuses before.
 
 By default the benchmark detaches and runs in the background, writing
 ``<work-dir>/efficacy.log``; the same command again resumes where it
@@ -19,8 +26,11 @@ there, ``--foreground`` stays attached::
     python tools/benchmark_efficacy.py             # 24 runs, 2 at a time
     tail -f work_dirs/efficacy/efficacy.log
     python tools/benchmark_efficacy.py --report-only
+    python tools/benchmark_efficacy.py --protocol docs/efficacy/protocol.json
+    python tools/benchmark_efficacy.py --protocol docs/efficacy/protocol.json \
+        --report-only
 
-The logic is :mod:`ddml.analysis.efficacy`.
+The logic is :mod:`ddml.analysis.efficacy` and :mod:`ddml.analysis.protocol`.
 """
 import argparse
 import json
@@ -33,7 +43,8 @@ import time
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 from run_demo import (BASELINE_CONFIG, DEFAULT_ITERS,  # noqa: E402
-                      DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL, METHOD_CONFIGS)
+                      DEFAULT_NUM_TEST, DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL,
+                      METHOD_CONFIGS)
 
 CONFIGS = dict(baseline=BASELINE_CONFIG, **METHOD_CONFIGS)
 # 24 runs at the demo's 1,200 iterations would take about 2.7 hours on 2
@@ -41,6 +52,9 @@ CONFIGS = dict(baseline=BASELINE_CONFIG, **METHOD_CONFIGS)
 # 600 iterations keep the default within 90 minutes (docs/benchmarks.md,
 # "Efficacy"). --iters 1200 is the demo's schedule.
 DEFAULT_BENCH_ITERS = 600
+# what a protocol fixes (given with --protocol: refused)
+_PROTOCOL_FIXED = ('seeds', 'iters', 'num_train', 'num_val', 'num_test',
+                   'data_seed', 'eval_split', 'data_root', 'skip_data')
 
 
 def parse_args(argv=None):
@@ -49,21 +63,37 @@ def parse_args(argv=None):
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n', 2)[2])
-    parser.add_argument('--variants', nargs='+', default=list(DEFAULT_SEEDS),
-                        choices=list(VARIANTS))
+    parser.add_argument('--protocol', default=None,
+                        help='run (or with --report-only, analyse) a '
+                        'pre-registered protocol JSON file')
+    parser.add_argument('--variants', nargs='+', default=None,
+                        choices=list(VARIANTS),
+                        help='variants to run (default: '
+                        f'{" ".join(DEFAULT_SEEDS)}; with --protocol: its '
+                        'arms, or these of them)')
     parser.add_argument('--seeds', type=int, nargs='+', default=None,
                         help='the same seeds for every variant (default: '
                         '0-4 for baseline, ddml, ddml-release; 0-2 for the '
                         'others)')
-    parser.add_argument('--iters', type=int, default=DEFAULT_BENCH_ITERS,
+    parser.add_argument('--iters', type=int, default=None,
                         help='training iterations per run (default '
-                        f'%(default)s; the demo trains {DEFAULT_ITERS})')
-    parser.add_argument('--data-root', default='data/demo_kitti',
-                        help='KITTI-format root; the synthetic data is '
-                        'rendered there unless --skip-data')
-    parser.add_argument('--num-train', type=int, default=DEFAULT_NUM_TRAIN)
-    parser.add_argument('--num-val', type=int, default=DEFAULT_NUM_VAL)
-    parser.add_argument('--data-seed', type=int, default=0)
+                        f'{DEFAULT_BENCH_ITERS}; the demo trains '
+                        f'{DEFAULT_ITERS})')
+    parser.add_argument('--eval-split', choices=['val', 'test'], default=None,
+                        help='split evaluated on: val (default; design '
+                        'choices) or test (held-out; claims)')
+    parser.add_argument('--data-root', default=None,
+                        help='KITTI-format root (default data/demo_kitti); '
+                        'the synthetic data is rendered there unless '
+                        '--skip-data')
+    parser.add_argument('--num-train', type=int, default=None,
+                        help=f'default {DEFAULT_NUM_TRAIN}')
+    parser.add_argument('--num-val', type=int, default=None,
+                        help=f'default {DEFAULT_NUM_VAL}')
+    parser.add_argument('--num-test', type=int, default=None,
+                        help=f'held-out frames, default {DEFAULT_NUM_TEST}')
+    parser.add_argument('--data-seed', type=int, default=None,
+                        help='rendering seed, default 0')
     parser.add_argument('--skip-data', action='store_true',
                         help='use --data-root as it is (e.g. real KITTI)')
     parser.add_argument('--work-dir', default='work_dirs/efficacy')
@@ -76,7 +106,23 @@ def parse_args(argv=None):
                         help='train nothing: tabulate the finished runs')
     parser.add_argument('--foreground', action='store_true',
                         help='stay attached instead of detaching')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.protocol is not None:
+        given = [f'--{k.replace("_", "-")}' for k in _PROTOCOL_FIXED
+                 if getattr(args, k) not in (None, False)]
+        if given:
+            parser.error(f'{" ".join(given)}: the protocol '
+                         f'{args.protocol} fixes these; leave them out')
+    else:
+        defaults = dict(iters=DEFAULT_BENCH_ITERS, eval_split='val',
+                        data_root='data/demo_kitti',
+                        num_train=DEFAULT_NUM_TRAIN, num_val=DEFAULT_NUM_VAL,
+                        num_test=DEFAULT_NUM_TEST, data_seed=0,
+                        variants=list(DEFAULT_SEEDS))
+        for key, value in defaults.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return args
 
 
 def _detach(argv, log_path: str) -> int:
@@ -97,7 +143,8 @@ def _detach(argv, log_path: str) -> int:
 
 def _write_report(rows, args, work_dir: str) -> str:
     from ddml.analysis.efficacy import efficacy_report, efficacy_tables
-    text = (f'iters={args.iters}, data {osp.abspath(args.data_root)}\n\n'
+    text = (f'iters={args.iters}, split {args.eval_split}, data '
+            f'{osp.abspath(args.data_root)}\n\n'
             f'{efficacy_tables(rows)}\n\n{efficacy_report(rows)}\n')
     path = osp.join(work_dir, 'efficacy.md')
     with open(path + '.tmp', 'w') as f:
@@ -108,25 +155,77 @@ def _write_report(rows, args, work_dir: str) -> str:
     return text
 
 
+def _protocol_settings(args) -> dict:
+    """The protocol's run settings, as the plain benchmark's arguments."""
+    from ddml.analysis.protocol import load_protocol, protocol_jobs
+    proto = load_protocol(args.protocol)
+    data = proto['data']
+    return dict(proto=proto, jobs=protocol_jobs(proto, args.variants),
+                iters=proto['iters'], split=proto['split'],
+                data_root=data['root'], num_train=data['num_train'],
+                num_val=data['num_val'], num_test=data['num_test'],
+                data_seed=data['seed'],
+                record_dir=osp.join(REPO_ROOT, proto['records']))
+
+
+def _protocol_report(settings, log) -> int:
+    from ddml.analysis.protocol import (ProtocolError, load_records,
+                                        missing_runs, protocol_report)
+    proto = settings['proto']
+    rows = load_records(settings['record_dir'])
+    missing = missing_runs(proto, rows)
+    log(f'{proto["name"]}: {len(rows)} record(s) in '
+        f'{settings["record_dir"]}; {len(missing)} run(s) of the protocol '
+        'missing')
+    try:
+        text = protocol_report(proto, rows)
+    except ProtocolError as err:
+        log(str(err))
+        return 1
+    path = osp.join(REPO_ROOT, proto['report'])
+    with open(path, 'w') as f:
+        f.write(text)
+    print(text)
+    log(f'report: {path}')
+    return 0
+
+
 def main(argv=None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw)
     work_dir = osp.abspath(args.work_dir)
     if not args.foreground and not args.report_only:
         return _detach(raw, osp.join(work_dir, 'efficacy.log'))
-    os.chdir(REPO_ROOT)
-    from ddml.analysis.efficacy import (DEFAULT_SEEDS, benchmark_jobs,
-                                        run_benchmark)
-    from ddml.analysis.runs import ensure_dataset
-    data_root = osp.abspath(args.data_root)
-    os.makedirs(work_dir, exist_ok=True)
 
     def log(msg):
         print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
-    seeds = {v: (args.seeds if args.seeds is not None else DEFAULT_SEEDS[v])
-             for v in args.variants}
-    jobs = benchmark_jobs(seeds)
+    if args.protocol is not None:
+        from ddml.analysis.protocol import ProtocolError
+        try:
+            settings = _protocol_settings(args)
+        except ProtocolError as err:
+            print(f'benchmark_efficacy.py: error: {err}', file=sys.stderr)
+            return 2
+        if args.report_only:
+            return _protocol_report(settings, log)
+        jobs = settings['jobs']
+        for key in ('iters', 'data_root', 'num_train', 'num_val', 'num_test',
+                    'data_seed'):
+            setattr(args, key, settings[key])
+        args.eval_split = settings['split']
+        record_dir = settings['record_dir']
+    else:
+        from ddml.analysis.efficacy import DEFAULT_SEEDS, benchmark_jobs
+        seeds = {v: (args.seeds if args.seeds is not None
+                     else DEFAULT_SEEDS[v]) for v in args.variants}
+        jobs = benchmark_jobs(seeds)
+        record_dir = None
+    os.chdir(REPO_ROOT)
+    from ddml.analysis.efficacy import run_benchmark
+    from ddml.analysis.runs import RunsFailed, ensure_dataset
+    data_root = osp.abspath(args.data_root)
+    os.makedirs(work_dir, exist_ok=True)
     if args.report_only:
         rows = []
         for variant, seed in jobs:
@@ -134,37 +233,57 @@ def main(argv=None) -> int:
             if osp.isfile(path):
                 with open(path) as f:
                     row = json.load(f)
-                if row.get('iters') == args.iters:
+                if row.get('iters') == args.iters and \
+                        row.get('split', 'val') == args.eval_split:
                     rows.append(row)
         if not rows:
-            log(f'no finished runs with --iters {args.iters} in {work_dir}')
+            log(f'no finished runs with --iters {args.iters} on '
+                f'{args.eval_split} in {work_dir}')
             return 1
         print(_write_report(rows, args, work_dir))
         return 0
     cores = os.cpu_count() or 1
     parallel = args.parallel or max(1, min(2, cores))
     threads = max(1, cores // parallel)
-    counts = ', '.join(f'{v} x{len(s)}' for v, s in seeds.items())
-    log(f'efficacy: {len(jobs)} runs ({counts}), '
-        f'{args.iters} iterations each, {parallel} at a time with {threads} '
-        f'thread(s); data {data_root}; load {os.getloadavg()[0]:.1f} on '
-        f'{cores} CPUs')
+    counts = {}
+    for variant, _ in jobs:
+        counts[variant] = counts.get(variant, 0) + 1
+    log(f'efficacy{" (protocol " + args.protocol + ")" if args.protocol else ""}'
+        f': {len(jobs)} runs ('
+        f'{", ".join(f"{v} x{n}" for v, n in counts.items())}), '
+        f'{args.iters} iterations each, evaluated on {args.eval_split}, '
+        f'{parallel} at a time with {threads} thread(s); data {data_root}; '
+        f'load {os.getloadavg()[0]:.1f} on {cores} CPUs')
     if not args.skip_data:
         ensure_dataset(data_root, args.num_train, args.num_val,
-                       args.data_seed, log=log)
+                       args.data_seed, log=log, num_test=args.num_test)
     start = time.perf_counter()
-    rows = run_benchmark(
-        jobs, args.iters, work_dir, data_root, CONFIGS, parallel=parallel,
-        threads=threads, figures=args.figures, log=log,
-        on_result=lambda rows: _write_report(rows, args, work_dir))
+    on_result = None if args.protocol else \
+        (lambda rows: _write_report(rows, args, work_dir))
+    try:
+        rows = run_benchmark(
+            jobs, args.iters, work_dir, data_root, CONFIGS,
+            parallel=parallel, threads=threads, figures=args.figures,
+            log=log, on_result=on_result, split=args.eval_split,
+            record_dir=record_dir, blind=args.protocol is not None)
+        failed = 0
+    except RunsFailed as err:
+        rows = [r for r in err.results if r is not None]
+        failed = len(err.failures)
+        log(str(err))
+    minutes = (time.perf_counter() - start) / 60
+    if args.protocol is not None:
+        log(f'protocol runs finished in {minutes:.1f} min ({len(rows)} done, '
+            f'{failed} failed); records in {record_dir}; analyse with '
+            f'--protocol {args.protocol} --report-only')
+        return 0 if not failed else 1
     if not rows:
         log('no run finished')
         return 1
     print(_write_report(rows, args, work_dir))
-    log(f'efficacy benchmark finished in '
-        f'{(time.perf_counter() - start) / 60:.1f} min: '
+    log(f'efficacy benchmark finished in {minutes:.1f} min: '
         f'{osp.join(work_dir, "efficacy.md")}')
-    return 0 if len(rows) == len(jobs) else 1
+    return 0 if not failed else 1
 
 
 if __name__ == '__main__':

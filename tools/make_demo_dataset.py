@@ -7,7 +7,9 @@ Example::
 
 writes ``training/{image_2,label_2,calib}``, ``ImageSets/{train,val,
 trainval}.txt`` and, unless ``--no-infos``, ``kitti_infos_*.pkl`` ready for
-mmdet3d's ``KittiDataset``. The logic lives in
+mmdet3d's ``KittiDataset``; ``--num-test N`` adds a labelled held-out split
+(``testing/``, ``ImageSets/test.txt``, ``kitti_infos_test.pkl``; read it
+with ``data_prefix=dict(img='testing/image_2')``). The logic lives in
 :mod:`ddml.data_tools.synthetic_kitti`; ``--layout demo`` renders the
 demo's scenes (Cars only, 4-30 m, no skyline), ``general`` three classes
 at 4-60 m.
@@ -27,6 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='dataset root to write')
     parser.add_argument('--num-train', type=int, required=True)
     parser.add_argument('--num-val', type=int, required=True)
+    parser.add_argument(
+        '--num-test', type=int, default=0,
+        help='frames of a labelled held-out split in testing/ (its own '
+        'seed stream; kitti_infos_test.pkl), for claims made on data no '
+        'design choice was made on')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--scale', type=float, default=1.0,
@@ -59,7 +66,8 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         convert=not args.no_infos,
         extra_tag=args.extra_tag,
-        layout=LAYOUTS[args.layout])
+        layout=LAYOUTS[args.layout],
+        num_test=args.num_test)
     for split, path in written.items():
         print(f'{split}: {path}')
     print(f'done in {time.perf_counter() - start:.1f} s')

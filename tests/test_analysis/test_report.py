@@ -154,11 +154,16 @@ def test_ensure_dataset_manifest(tmp_path, monkeypatch):
     from ddml.analysis import runs
     calls = []
 
-    def fake(root, num_train, num_val, seed, scale, progress, layout):
-        calls.append((num_train, num_val, seed))
+    def fake(root, num_train, num_val, seed, scale, progress, layout,
+             num_test):
+        calls.append((num_train, num_val, seed, num_test))
+        assert not (Path(root) / 'testing').exists()  # old one removed
         frames = [dict(sample_idx=i, cam_instances=dict(
             CAM2=[dict(bbox_label=2)] * (i % 2))) for i in range(4)]
-        for split in ('train', 'val', 'trainval'):
+        if num_test:
+            (Path(root) / 'testing').mkdir()
+        for split in ('train', 'val', 'trainval') + \
+                (('test', ) if num_test else ()):
             with open(Path(root) / f'kitti_infos_{split}.pkl', 'wb') as f:
                 pickle.dump(dict(metainfo={}, data_list=frames), f)
     monkeypatch.setattr(sk, 'make_demo_dataset', fake)
@@ -174,8 +179,20 @@ def test_ensure_dataset_manifest(tmp_path, monkeypatch):
     import ddml.data_tools.kitti_converter as kc
     monkeypatch.setattr(kc, 'INFO_VERSION', kc.INFO_VERSION - 1)
     assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append)
-    assert calls == [(4, 2, 0), (4, 2, 1), (4, 2, 1), (4, 2, 1)]
-    assert sum('not re-rendering' in x for x in say) == 1
+    # the held-out split: rendered when asked for, its infos checked, and
+    # its folder removed before a rendering without it
+    assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append,
+                               num_test=3)
+    assert not runs.ensure_dataset(str(root), 4, 2, 1, log=say.append,
+                                   num_test=3)
+    (root / 'kitti_infos_test.pkl').unlink()
+    assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append,
+                               num_test=3)
+    assert runs.ensure_dataset(str(root), 4, 2, 1, log=say.append)
+    assert not (root / 'testing').exists()
+    assert calls == [(4, 2, 0, 0), (4, 2, 1, 0), (4, 2, 1, 0), (4, 2, 1, 0),
+                     (4, 2, 1, 3), (4, 2, 1, 3), (4, 2, 1, 0)]
+    assert sum('not re-rendering' in x for x in say) == 2
     # frames without objects stay: ddml lets KittiDataset load them
     with open(root / 'kitti_infos_train.pkl', 'rb') as f:
         kept = pickle.load(f)['data_list']

@@ -21,8 +21,8 @@ def _tool(name):
 def test_run_demo_tiny(tmp_path, capsys):
     work, data = tmp_path / 'work', tmp_path / 'data'
     argv = ['--iters', '2', '--num-train', '8', '--num-val', '4',
-            '--work-dir', str(work), '--data-root', str(data),
-            '--threads', '1']
+            '--num-test', '3', '--work-dir', str(work), '--data-root',
+            str(data), '--threads', '1']
     assert _tool('run_demo').main(argv) == 0
     out = capsys.readouterr().out
     assert 'Car AP3D  E/M/H  IoU 0.5' in out
@@ -46,6 +46,13 @@ def test_run_demo_tiny(tmp_path, capsys):
         assert str(figures / name) in out, f'{name} is listed at the end'
     for name in ('baseline', 'ddml'):
         assert (work / name / 'iter_2.pth').is_file()
-    # a second run reuses data and checkpoints
-    assert _tool('run_demo').main(argv + ['--skip-train']) == 0
-    assert 'not re-rendering' in capsys.readouterr().out
+    # a second run reuses data and checkpoints, and evaluates on the
+    # held-out split
+    assert _tool('run_demo').main(
+        argv + ['--skip-train', '--eval-split', 'test']) == 0
+    out = capsys.readouterr().out
+    assert 'not re-rendering' in out and 'on the test split' in out
+    results = json.loads((work / 'demo_results.json').read_text())
+    assert results['eval_split'] == 'test'
+    assert [r['num_images'] for r in results['rows']] == [3, 3]
+    assert (figures / 'test_gallery.png').is_file()

@@ -147,6 +147,48 @@ def test_deterministic_per_seed(tmp_path):
     assert (a / 'ImageSets/val.txt').read_text().split() == ['000003']
 
 
+def test_heldout_split(tmp_path):
+    """The labelled held-out split: its own frames in ``testing/`` from
+    its own seed stream, labelled infos, train/val bytes unchanged."""
+    from ddml.data_tools import split_image_prefix
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    make_demo_dataset(a, 3, 1, seed=7, scale=0.25, workers=1,
+                      progress=False, num_test=2)
+    make_demo_dataset(b, 3, 1, seed=7, scale=0.25, workers=2,
+                      progress=False)
+    da, db = _digest(a), _digest(b)
+    for key, value in db.items():
+        if key.startswith('training/'):
+            assert da[key] == value  # train/val frames untouched
+    assert (a / 'ImageSets/test.txt').read_text().split() == [
+        '000000', '000001']
+    # its own stream: not a copy of the training frames of the same ids
+    for i in ('000000', '000001'):
+        assert da[f'testing/image_2/{i}.png'] != \
+            da[f'training/image_2/{i}.png']
+    with open(a / 'kitti_infos_test.pkl', 'rb') as f:
+        test = pickle.load(f)['data_list']
+    assert [x['sample_idx'] for x in test] == [0, 1]
+    for info in test:  # labelled, from testing/label_2
+        objs = [o for o in read_label_file(
+            a / 'testing' / 'label_2' / f'{info["sample_idx"]:06d}.txt')
+            if o['name'] != 'DontCare']
+        cars = [x for x in info['instances'] if x['bbox_label_3d'] >= 0]
+        assert len(cars) == len(objs) > 0
+        np.testing.assert_allclose(
+            [x['bbox'] for x in cars], [o['bbox'] for o in objs], atol=1e-4)
+    assert split_image_prefix('test') == 'testing/image_2'
+    assert split_image_prefix('val') == 'training/image_2'
+    with pytest.raises(ValueError, match='unknown KITTI info split'):
+        split_image_prefix('holdout')
+    # a testing/ folder that this rendering would not describe is refused
+    with pytest.raises(FileExistsError, match='num_test'):
+        make_demo_dataset(a, 3, 1, seed=7, scale=0.25, workers=1,
+                          progress=False)
+    with pytest.raises(ValueError, match='num_test must be >= 0'):
+        make_demo_dataset(tmp_path / 'c', 3, 1, num_test=-1)
+
+
 def test_make_demo_dataset_cli(tmp_path):
     mod = runpy.run_path(str(REPO / 'tools' / 'make_demo_dataset.py'))
     out = tmp_path / 'demo'
@@ -158,6 +200,15 @@ def test_make_demo_dataset_cli(tmp_path):
         infos = pickle.load(f)
     assert len(infos['data_list']) == 1
     assert infos['data_list'][0]['images']['CAM2']['width'] == 310
+    assert not (out / 'kitti_infos_test.pkl').exists()
+    out = tmp_path / 'demo_test'
+    assert mod['main']([
+        '--out', str(out), '--num-train', '1', '--num-val', '1',
+        '--num-test', '2', '--scale', '0.25', '--workers', '1',
+        '--no-progress'
+    ]) == 0
+    with open(out / 'kitti_infos_test.pkl', 'rb') as f:
+        assert len(pickle.load(f)['data_list']) == 2
 
 
 @pytest.fixture(scope='module')

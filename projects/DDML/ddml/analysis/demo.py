@@ -131,19 +131,22 @@ def demo_figures(rows: Sequence[Mapping],
                  data_root: str,
                  fig_dir: str,
                  num_frames: int = 3,
-                 score_thr: float = 0.0) -> List[str]:
-    """The gallery of val frames and depth error against distance.
+                 score_thr: float = 0.0,
+                 split: str = 'val') -> List[str]:
+    """The gallery of evaluated frames and depth error against distance.
 
     Args:
         rows (Sequence[Mapping]): Rows of
             :func:`ddml.analysis.model_eval.evaluate_run` (with
-            ``_results`` and ``_matches``), all on the same val split.
-        ann_file (str): The val info file.
+            ``_results`` and ``_matches``), all on the same split.
+        ann_file (str): The info file of that split.
         data_root (str): Dataset root (images).
         fig_dir (str): Output folder.
         num_frames (int): Frames in the gallery. Defaults to 3.
         score_thr (float): Lowest score drawn. Defaults to 0 (what the
             detector returns after its own test-time threshold).
+        split (str): The info split (``val`` or the held-out ``test``).
+            Defaults to 'val'.
 
     Returns:
         list[str]: The PNG paths.
@@ -161,7 +164,7 @@ def demo_figures(rows: Sequence[Mapping],
     frames = []
     for i in picked:
         idx = rows[0]['_results'][i]['sample_idx']
-        frame = frame_from_info(infos[idx], data_root)
+        frame = frame_from_info(infos[idx], data_root, split)
         frame['title'] = osp.basename(
             infos[idx]['images']['CAM2']['img_path'])
         frame['preds'] = {}
@@ -172,7 +175,7 @@ def demo_figures(rows: Sequence[Mapping],
         frames.append(frame)
     if frames:
         paths.append(detection_gallery(
-            frames, names, osp.join(fig_dir, 'val_gallery.png'),
+            frames, names, osp.join(fig_dir, f'{split}_gallery.png'),
             score_thr=score_thr))
     matches = {}
     for r in rows:
@@ -181,7 +184,7 @@ def demo_figures(rows: Sequence[Mapping],
                               np.array([m['z_pred'] for m in pairs]))
     paths.append(plot_depth_error_vs_distance(
         matches, osp.join(fig_dir, 'depth_error_vs_distance.png'),
-        title='Car detections matched by 2D IoU >= 0.5 (val)'))
+        title=f'Car detections matched by 2D IoU >= 0.5 ({split})'))
     return paths
 
 
@@ -196,7 +199,9 @@ def run_demo(configs: Mapping[str, str],
              parallel: Optional[int] = None,
              skip_data: bool = False,
              skip_train: bool = False,
-             log: Callable[[str], None] = print) -> Dict:
+             log: Callable[[str], None] = print,
+             num_test: int = 0,
+             eval_split: str = 'val') -> Dict:
     """Render, train, evaluate and draw (see the module docstring).
 
     Args:
@@ -216,6 +221,10 @@ def run_demo(configs: Mapping[str, str],
         skip_data (bool): Use ``data_root`` as it is.
         skip_train (bool): Reuse the checkpoints in ``work_dir``.
         log (callable): Progress lines.
+        num_test (int): Frames of the labelled held-out split rendered
+            into ``testing/``. Defaults to 0.
+        eval_split (str): The split evaluated on: ``val`` (where the demo
+            was designed) or the held-out ``test``. Defaults to 'val'.
 
     Returns:
         dict: ``rows`` (per model), ``table`` (plain text), ``figures``
@@ -242,8 +251,14 @@ def run_demo(configs: Mapping[str, str],
     os.makedirs(fig_dir, exist_ok=True)
     steps = 4
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    if eval_split not in ('val', 'test'):
+        raise ValueError(f'eval_split must be val or test, got {eval_split!r}')
+    if eval_split == 'test' and not num_test and not skip_data:
+        raise ValueError('eval_split test needs a held-out split: num_test '
+                         '(--num-test) must be > 0')
     log(f'ddml demo: {", ".join(names)}; {iters} iterations each, '
-        f'{num_train} train / {num_val} val frames, seed {seed}; '
+        f'{num_train} train / {num_val} val / {num_test} test frames, '
+        f'evaluated on {eval_split}, seed {seed}; '
         f'{parallel} training(s) at a time with {threads} thread(s) each '
         f'(load average {load:.1f} on {cores} CPUs); work dir {work_dir}')
     timings = {}
@@ -251,13 +266,15 @@ def run_demo(configs: Mapping[str, str],
     log(f'\n[1/{steps}] synthetic KITTI-format data')
     t0 = time.perf_counter()
     if skip_data:
-        if not osp.isfile(osp.join(data_root, 'kitti_infos_val.pkl')):
+        infos = osp.join(data_root, f'kitti_infos_{eval_split}.pkl')
+        if not osp.isfile(infos):
             raise FileNotFoundError(
-                f'--skip-data: {data_root} has no kitti_infos_val.pkl; '
-                'run without --skip-data to render the data there')
+                f'--skip-data: {infos} not found; run without --skip-data '
+                'to render the data there')
         log(f'data: using {data_root} as it is')
     else:
-        ensure_dataset(data_root, num_train, num_val, seed, log=log)
+        ensure_dataset(data_root, num_train, num_val, seed, log=log,
+                       num_test=num_test)
     timings['data_s'] = time.perf_counter() - t0
 
     log(f'\n[2/{steps}] training {" and ".join(names)} '
@@ -287,9 +304,9 @@ def run_demo(configs: Mapping[str, str],
     rows = []
     for i, (name, config) in enumerate(configs.items()):
         log(f'\n[3/{steps}] evaluating {name} ({i + 1}/{len(names)}) on '
-            f'{num_val} val images')
+            f'the {eval_split} split')
         row = evaluate_run(name, config, train_info[name]['checkpoint'],
-                           fig_dir, data_root=data_root)
+                           fig_dir, data_root=data_root, split=eval_split)
         scalars_path = find_scalars(osp.join(work_dir, name))
         scalars = read_scalars(scalars_path) if scalars_path else {}
         row['train_s_per_iter'] = train_seconds_per_iter(scalars) \
@@ -306,8 +323,8 @@ def run_demo(configs: Mapping[str, str],
         {r['name']: r['_scalars'] for r in rows},
         osp.join(fig_dir, 'training_curves.png'), smooth=1)]
     figures += demo_figures(
-        rows, osp.join(data_root, 'kitti_infos_val.pkl'), data_root,
-        fig_dir)
+        rows, osp.join(data_root, f'kitti_infos_{eval_split}.pkl'),
+        data_root, fig_dir, split=eval_split)
     for r in rows:
         figures += r['figures']
     timings['report_s'] = time.perf_counter() - t0
@@ -319,7 +336,8 @@ def run_demo(configs: Mapping[str, str],
         f.write(demo_table(clean, markdown=True) + '\n')
     with open(osp.join(work_dir, 'demo_results.json'), 'w') as f:
         json.dump(dict(configs=dict(configs), iters=iters,
-                       num_train=num_train, num_val=num_val, seed=seed,
+                       num_train=num_train, num_val=num_val,
+                       num_test=num_test, eval_split=eval_split, seed=seed,
                        threads=threads, parallel=parallel, rows=clean,
                        timings=timings), f, indent=1,
                   default=lambda o: o.tolist()

@@ -10,6 +10,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data_tools.kitti_converter import split_image_prefix
+
 __all__ = ['MODEL_COLOURS', 'GT_COLOUR', 'detection_gallery',
            'plot_depth_error_vs_distance', 'binned_depth_errors',
            'frame_from_info']
@@ -255,13 +257,16 @@ def plot_depth_error_vs_distance(
     return _save(fig, out_path)
 
 
-def frame_from_info(info: Mapping, data_root: str) -> Dict:
+def frame_from_info(info: Mapping, data_root: str,
+                    split: str = 'val') -> Dict:
     """Image, camera matrix and ground-truth boxes of one mmdet3d v2 info.
 
     Args:
         info (Mapping): One entry of an info file's ``data_list``.
         data_root (str): Dataset root (images under
-            ``training/image_2``).
+            ``training/image_2``, or ``testing/image_2`` for ``test``).
+        split (str): The info split the entry comes from. Defaults to
+            'val'.
 
     Returns:
         dict: ``image``, ``cam2img``, ``gt`` (``CameraInstance3DBoxes``),
@@ -274,7 +279,8 @@ def frame_from_info(info: Mapping, data_root: str) -> Dict:
     cam = info['images']['CAM2']
     path = cam['img_path']
     if not osp.isabs(path):
-        path = osp.join(data_root, 'training', 'image_2', osp.basename(path))
+        path = osp.join(data_root, split_image_prefix(split),
+                        osp.basename(path))
     image = np.asarray(Image.open(path).convert('RGB'))
     boxes: List[List[float]] = [
         inst['bbox_3d'] for inst in info.get('instances', [])

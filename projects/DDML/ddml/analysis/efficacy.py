@@ -29,7 +29,7 @@ from .demo_report import find_scalars, format_table, read_scalars, \
     train_seconds_per_iter
 
 __all__ = ['VARIANTS', 'DEFAULT_SEEDS', 'COLUMNS', 'benchmark_jobs',
-           'run_one', 'run_benchmark', 'aggregate', 'paired_differences',
+           'record_path', 'run_one', 'run_benchmark', 'aggregate', 'paired_differences',
            'efficacy_tables', 'efficacy_report', 'loss_magnitudes',
            'loss_gradient_norms']
 
@@ -107,6 +107,11 @@ def benchmark_jobs(seeds: Mapping[str, Sequence[int]]
     return [(v, s) for s in all_seeds for v in seeds if s in seeds[v]]
 
 
+def record_path(record_dir: str, variant: str, seed: int) -> str:
+    """The JSON record of one (variant, seed) run in ``record_dir``."""
+    return osp.join(record_dir, f'{variant}_seed{int(seed)}.json')
+
+
 def run_one(variant: str,
             seed: int,
             iters: int,
@@ -115,37 +120,52 @@ def run_one(variant: str,
             configs: Mapping[str, str],
             log: Callable[[str], None] = print,
             figures: bool = True,
-            threads: Optional[int] = None) -> Dict:
+            threads: Optional[int] = None,
+            split: str = 'val',
+            record_dir: Optional[str] = None) -> Dict:
     """Train and evaluate one (variant, seed), or load its cached result.
 
     Args:
         variant (str): A key of :data:`VARIANTS`.
         seed (int): Training seed.
         iters (int): Training iterations.
-        work_dir (str): Benchmark folder.
+        work_dir (str): Benchmark folder (checkpoints, logs).
         data_root (str): Dataset root.
         configs (Mapping[str, str]): Config role -> path.
         log (callable): Progress lines.
         figures (bool): Descriptor figures of the run.
         threads (int, optional): Threads of the training process.
+        split (str): The info split evaluated on (``val``, or the held-out
+            ``test``). Defaults to 'val'.
+        record_dir (str, optional): Where the run's JSON record goes
+            (:func:`record_path`; e.g. a protocol's committed records);
+            defaults to ``<work_dir>/<variant>/seed<k>/result.json``. A
+            record with the same iterations, config, split and data
+            manifest is the cache: the run is not trained again.
 
     Returns:
         dict: The evaluation row plus ``variant``, ``seed``, ``iters``,
-        training times and loss magnitudes.
+        ``split``, ``data`` (the data root's manifest, None for data not
+        rendered here) and ``data_seed``, ``commit`` (the code's git
+        commit), training times and loss magnitudes.
     """
     from .model_eval import evaluate_run
-    from .runs import schedule_options, train_run
+    from .runs import code_version, read_manifest, schedule_options, \
+        train_run
     title, role, extra = VARIANTS[variant]
     if role not in configs:
         raise KeyError(f'variant {variant!r} needs the {role!r} config; '
                        f'given: {sorted(configs)}')
     config = configs[role]
     run_dir = osp.join(work_dir, variant, f'seed{seed}')
-    result_path = osp.join(run_dir, 'result.json')
+    result_path = record_path(record_dir, variant, seed) if record_dir \
+        else osp.join(run_dir, 'result.json')
+    data = read_manifest(data_root)
     if osp.isfile(result_path):
         with open(result_path) as f:
             row = json.load(f)
-        if row.get('iters') == iters and row.get('config') == config:
+        if (row.get('iters'), row.get('config'), row.get('split', 'val'),
+                row.get('data')) == (iters, config, split, data):
             log(f'{variant} seed {seed}: cached ({result_path})')
             return row
     opts = schedule_options(iters, seed, data_root, extra=extra)
@@ -154,24 +174,29 @@ def run_one(variant: str,
     with _EVAL_LOCK:
         row = evaluate_run(f'{variant}_seed{seed}', config,
                            info['checkpoint'], osp.join(run_dir, 'eval'),
-                           data_root=data_root, cfg_options=_as_dict(extra),
-                           figures=figures, progress=False)
+                           data_root=data_root, split=split,
+                           cfg_options=_as_dict(extra), figures=figures,
+                           progress=False)
     for key in [k for k in row if k.startswith('_')]:
         row.pop(key)
     scalars_path = find_scalars(run_dir)
     scalars = read_scalars(scalars_path) if scalars_path else {}
     row.update(
         variant=variant, seed=seed, iters=iters, config=config,
-        cfg_options=extra, train_wall_s=info['wall_s'],
+        cfg_options=extra, split=split, data=data,
+        data_seed=data.get('seed') if data else None,
+        commit=code_version(), train_wall_s=info['wall_s'],
         train_cpu_s=info['cpu_s'],
         train_cpu_s_per_iter=info['cpu_s'] / iters,
         train_s_per_iter=train_seconds_per_iter(scalars)
         if scalars else float('nan'),
         losses=loss_magnitudes(scalars) if scalars else {},
         loadavg=os.getloadavg()[0])
+    os.makedirs(osp.dirname(result_path), exist_ok=True)
     tmp = result_path + '.tmp'
     with open(tmp, 'w') as f:
-        json.dump(row, f, indent=1, default=str)
+        json.dump(row, f, indent=1, sort_keys=True, default=str)
+        f.write('\n')
     os.replace(tmp, result_path)
     return row
 
@@ -185,9 +210,12 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
                   threads: Optional[int] = None,
                   figures: bool = False,
                   log: Callable[[str], None] = print,
-                  on_result: Optional[Callable[[List[Dict]], None]] = None
-                  ) -> List[Dict]:
-    """:func:`run_one` for every job, ``parallel`` at a time.
+                  on_result: Optional[Callable[[List[Dict]], None]] = None,
+                  split: str = 'val',
+                  record_dir: Optional[str] = None,
+                  blind: bool = False) -> List[Dict]:
+    """:func:`run_one` for every job, ``parallel`` at a time
+    (:func:`ddml.analysis.runs.run_parallel` and its failure policy).
 
     Args:
         jobs (Sequence[tuple[str, int]]): (variant, seed) pairs.
@@ -202,50 +230,53 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
         on_result (callable, optional): Called with all rows so far after
             each finished run (e.g. to rewrite the report), one call at a
             time.
+        split (str): The split evaluated on. Defaults to 'val'.
+        record_dir (str, optional): Where the runs' JSON records go
+            (:func:`run_one`).
+        blind (bool): Progress lines without metric values (a protocol's
+            confirmatory run is analysed only when complete). Defaults to
+            False.
 
     Returns:
-        list[dict]: Rows in the order of ``jobs`` (failed runs left out and
-        logged).
+        list[dict]: Rows in the order of ``jobs``.
+
+    Raises:
+        RunsFailed: After every run ended, if any failed; its ``results``
+        hold the rows of the others (None for the failed ones).
     """
     import time
-    from concurrent.futures import ThreadPoolExecutor
-    lock = threading.Lock()
-    done: Dict[int, Dict] = {}
+
+    from .runs import run_parallel
+    done: Dict[str, Dict] = {}
+    order = {f'{v} seed {s}': k for k, (v, s) in enumerate(jobs)}
     start = time.perf_counter()
 
-    def locked_log(msg: str) -> None:
-        with lock:
-            log(msg)
-
-    def one(k: int) -> None:
-        variant, seed = jobs[k]
-        t0 = time.perf_counter()
-        try:
+    def job(variant: str, seed: int) -> Callable[[Callable], Dict]:
+        def fn(job_log: Callable[[str], None]) -> Dict:
+            t0 = time.perf_counter()
             row = run_one(variant, seed, iters, work_dir, data_root,
-                          configs, log=locked_log, figures=figures,
-                          threads=threads)
-        except Exception as err:  # noqa: BLE001 (logged; others go on)
-            locked_log(f'FAILED {variant} seed {seed}: {err}')
-            return
-        with lock:
-            done[k] = row
-            n = len(done)
-            elapsed = time.perf_counter() - start
-            log(f'done {variant} seed {seed} ({n}/{len(jobs)}) in '
-                f'{time.perf_counter() - t0:.0f} s: AP3D mod 0.5 '
-                f'{_num(row.get("AP3D_mod_loose")):.2f}, centre-dist mAP '
-                f'{_num(row.get("cd_Car_mAP")):.3f}, depth err 0-20 m '
-                f'{_num(row.get("cd_depth_abs_err_0-20m")):.2f} m; '
-                f'elapsed {elapsed / 60:.0f} min')
-            rows = [done[i] for i in sorted(done)]
-            if on_result is not None:
-                # in turn: two runs finishing together must not write the
-                # report at the same time
-                on_result(rows)
+                          configs, log=job_log, figures=figures,
+                          threads=threads, split=split,
+                          record_dir=record_dir)
+            row['_seconds'] = time.perf_counter() - t0
+            return row
+        return fn
 
-    with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
-        list(pool.map(one, range(len(jobs))))
-    return [done[i] for i in sorted(done)]
+    def finished(name: str, row: Dict) -> None:
+        seconds = row.pop('_seconds')
+        done[name] = row
+        text = '' if blind else (
+            f': AP3D mod 0.5 {_num(row.get("AP3D_mod_loose")):.2f}, '
+            f'centre-dist mAP {_num(row.get("cd_Car_mAP")):.3f}, depth err '
+            f'0-20 m {_num(row.get("cd_depth_abs_err_0-20m")):.2f} m')
+        log(f'done {name} ({len(done)}/{len(jobs)}) in {seconds:.0f} s'
+            f'{text}; elapsed {(time.perf_counter() - start) / 60:.0f} min')
+        if on_result is not None:
+            on_result([done[n] for n in sorted(done, key=order.get)])
+
+    rows = run_parallel([(f'{v} seed {s}', job(v, s)) for v, s in jobs],
+                        parallel=parallel, log=log, on_done=finished)
+    return rows
 
 
 def _as_dict(options: Sequence[str]) -> Dict:

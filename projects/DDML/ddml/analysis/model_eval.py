@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..data_tools.kitti_converter import SPLIT_FOLDERS, split_image_prefix
 from .demo_report import depth_errors, match_detections  # noqa: F401
 from .descriptor_analysis import descriptor_settings
 
@@ -37,6 +38,10 @@ CENTRE_DISTANCE_KEYS = (
     'mAP', 'depth_abs_err_0-20m', 'depth_abs_err_20-40m',
     'depth_abs_err_40m+', 'depth_count_0-20m', 'depth_count_20-40m',
     'depth_count_40m+')
+
+#: ``data_prefix['img']`` values that :func:`build_split_dataset` points
+#: at the folder of the split it reads.
+KITTI_IMAGE_PREFIXES = {split_image_prefix(s) for s in SPLIT_FOLDERS}
 
 _GT_KEYS = ['gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d', 'gt_labels_3d',
             'centers_2d', 'depths']
@@ -133,11 +138,17 @@ def build_split_dataset(cfg, split: Optional[str] = 'val',
 
     Returns:
         Dataset: ``test_mode=False`` (annotations parsed) and
-        ``filter_empty_gt=False`` (every frame, in order).
+        ``filter_empty_gt=False`` (every frame, in order); a KITTI image
+        prefix follows the split (``testing/image_2`` for ``test``,
+        :func:`ddml.data_tools.kitti_converter.split_image_prefix`).
     """
     from mmdet3d.registry import DATASETS
     ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)
     ds_cfg.ann_file = _split_ann_file(ds_cfg.ann_file, split)
+    prefix = ds_cfg.get('data_prefix', None) or {}
+    if split is not None and prefix.get('img') in KITTI_IMAGE_PREFIXES:
+        # KITTI keeps the held-out split's frames in testing/
+        ds_cfg.data_prefix = dict(prefix, img=split_image_prefix(split))
     if data_root is not None:
         ds_cfg.data_root = data_root
     pipeline = cfg.get('test_pipeline', None) or ds_cfg.pipeline

@@ -6,29 +6,68 @@ The full mmengine log of a run goes to its work directory (mmengine's own
 ``<timestamp>/<timestamp>.log`` and ``train_console.log`` with everything the
 subprocess printed); the console gets one line per logged iteration window.
 """
+import functools
 import json
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ['DEMO_SCALE', 'ensure_dataset', 'schedule_options', 'train_run',
+__all__ = ['DEMO_SCALE', 'read_manifest', 'code_version', 'ensure_dataset',
+           'schedule_options', 'train_run', 'RunsFailed', 'run_parallel',
            'train_runs']
 
 DEMO_SCALE = 0.3333  # 1242x375 -> 414x125, the demo configs' 416x128 input
 MANIFEST = 'ddml_demo_manifest.json'
 
 
-def _manifest(num_train: int, num_val: int, seed: int, scale: float,
-              layout) -> Dict:
+def _manifest(num_train: int, num_val: int, num_test: int, seed: int,
+              scale: float, layout) -> Dict:
     from ddml.data_tools.kitti_converter import INFO_VERSION
     return dict(num_train=int(num_train), num_val=int(num_val),
-                seed=int(seed), scale=float(scale), layout=layout.as_dict(),
-                info_version=INFO_VERSION)
+                num_test=int(num_test), seed=int(seed), scale=float(scale),
+                layout=layout.as_dict(), info_version=INFO_VERSION)
+
+
+def read_manifest(root: str) -> Optional[Dict]:
+    """The manifest of the synthetic data in ``root`` (what
+    :func:`ensure_dataset` rendered there), or None (other data)."""
+    path = osp.join(root, MANIFEST)
+    if not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def code_version() -> str:
+    """The git commit of the ddml code that runs (the checkout holding
+    the imported package), ``+dirty`` when its package, configs or tools
+    differ from that commit; ``unknown`` outside a git checkout."""
+    import ddml
+    where = osp.dirname(osp.abspath(ddml.__file__))
+
+    def git(*args: str) -> str:
+        return subprocess.run(['git', '-C', where] + list(args),
+                              capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git('rev-parse', 'HEAD')
+        top = git('rev-parse', '--show-toplevel')
+        dirty = git('status', '--porcelain', '--untracked-files=no', '--',
+                    osp.join(top, 'projects'), osp.join(top, 'configs'),
+                    osp.join(top, 'tools'))
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return commit + ('+dirty' if dirty else '')
 
 
 def ensure_dataset(root: str,
@@ -38,7 +77,8 @@ def ensure_dataset(root: str,
                    scale: float = DEMO_SCALE,
                    progress: bool = True,
                    log: Callable[[str], None] = print,
-                   layout=None) -> bool:
+                   layout=None,
+                   num_test: int = 0) -> bool:
     """Render the synthetic dataset unless ``root`` already holds it.
 
     ``root/ddml_demo_manifest.json`` records the sizes, seed, scale, scene
@@ -46,6 +86,8 @@ def ensure_dataset(root: str,
     rendering; the data is re-rendered when it is missing, when any of them
     differ, or when an info file is missing.
     (Rendering is deterministic, so equal manifests mean equal files.)
+    A ``testing/`` folder of an earlier rendering of ours (the manifest
+    was there) is removed before re-rendering.
 
     Args:
         root (str): Dataset root.
@@ -57,6 +99,8 @@ def ensure_dataset(root: str,
         log (callable): Where the messages go.
         layout (SceneLayout, optional): What the frames hold. Defaults to
             the demo's, :data:`ddml.data_tools.synthetic_kitti.DEMO_LAYOUT`.
+        num_test (int): Frames of the labelled held-out ``test`` split
+            (``testing/``, its own seed stream). Defaults to 0.
 
     Returns:
         bool: True if the data was (re)rendered.
@@ -64,28 +108,24 @@ def ensure_dataset(root: str,
     from ddml.data_tools.synthetic_kitti import (DEMO_LAYOUT,
                                                  make_demo_dataset)
     layout = DEMO_LAYOUT if layout is None else layout
-    want = _manifest(num_train, num_val, seed, scale, layout)
+    want = _manifest(num_train, num_val, num_test, seed, scale, layout)
     path = osp.join(root, MANIFEST)
-    have = None
-    if osp.isfile(path):
-        try:
-            with open(path) as f:
-                have = json.load(f)
-        except (OSError, ValueError):
-            have = None
-    infos = [osp.join(root, f'kitti_infos_{s}.pkl')
-             for s in ('train', 'val', 'trainval')]
+    have = read_manifest(root)
+    splits = ('train', 'val', 'trainval') + (('test', ) if num_test else ())
+    infos = [osp.join(root, f'kitti_infos_{s}.pkl') for s in splits]
+    sizes = f'{num_train} train / {num_val} val / {num_test} test'
     if have == want and all(osp.isfile(p) for p in infos):
-        log(f'data: {root} already holds {num_train} train / {num_val} val '
-            f'frames (seed {seed}, scale {scale:g}); not re-rendering')
+        log(f'data: {root} already holds {sizes} frames (seed {seed}, '
+            f'scale {scale:g}); not re-rendering')
         return False
     reason = 'not there' if have is None else f'manifest {have} differs'
-    log(f'data: rendering {num_train} + {num_val} frames into {root} '
-        f'({reason})')
+    log(f'data: rendering {sizes} frames into {root} ({reason})')
     if osp.isfile(path):
         os.remove(path)  # an interrupted rendering must not look complete
+        if osp.isdir(osp.join(root, 'testing')):
+            shutil.rmtree(osp.join(root, 'testing'))  # ours: re-rendered
     make_demo_dataset(root, num_train, num_val, seed=seed, scale=scale,
-                      progress=progress, layout=layout)
+                      progress=progress, layout=layout, num_test=num_test)
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(want, f)
@@ -214,38 +254,108 @@ def train_run(config: str,
     return dict(checkpoint=ckpt, wall_s=wall, cpu_s=cpu, console_log=console)
 
 
+class RunsFailed(RuntimeError):
+    """Some jobs of :func:`run_parallel` failed (raised after all ended).
+
+    Attributes:
+        failures (dict[str, BaseException]): Job name -> its error.
+        results (list): The results of all jobs, in order, None where a
+            job failed.
+    """
+
+    def __init__(self, failures: Dict[str, BaseException],
+                 results: List[Any]):
+        self.failures, self.results = dict(failures), list(results)
+        lines = '\n'.join(f'  {name}: {str(err).splitlines()[0]}'
+                          for name, err in self.failures.items())
+        super().__init__(f'{len(self.failures)} of {len(self.results)} runs '
+                         f'failed:\n{lines}')
+
+
+def run_parallel(jobs: Sequence[Tuple[str, Callable[..., Any]]],
+                 parallel: int = 1,
+                 log: Callable[[str], None] = print,
+                 on_done: Optional[Callable[[str, Any], None]] = None
+                 ) -> List[Any]:
+    """Run jobs ``parallel`` at a time, with one failure policy.
+
+    The one runner of parallel trainings (the demo's side-by-side
+    trainings, the efficacy benchmark's runs). Its failure policy: a
+    failing job is logged at once (``FAILED <name>: <first line>``), the
+    other jobs run to their end, and then :class:`RunsFailed` names every
+    failure (with the results of the others).
+
+    Args:
+        jobs (Sequence[tuple[str, callable]]): ``(name, fn)``; ``fn(log)``
+            does the work, writing its progress lines through ``log``
+            (thread-safe).
+        parallel (int): Jobs at the same time (e.g. 2 on 2 cores, one
+            thread each). Defaults to 1.
+        log (callable): Progress lines of all jobs.
+        on_done (callable, optional): ``on_done(name, result)`` after each
+            successful job, one call at a time (e.g. to rewrite a report).
+
+    Returns:
+        list: The jobs' results, in the order of ``jobs``.
+
+    Raises:
+        RunsFailed: After all jobs ended, if any failed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    lock = threading.Lock()
+    results: List[Any] = [None] * len(jobs)
+    failures: Dict[str, BaseException] = {}
+
+    def locked_log(msg: str) -> None:
+        with lock:
+            log(msg)
+
+    def one(k: int) -> None:
+        name, fn = jobs[k]
+        try:
+            result = fn(locked_log)
+        except Exception as err:  # noqa: BLE001 (policy: others go on)
+            with lock:
+                failures[name] = err
+                first = str(err).splitlines()[0] if str(err) else repr(err)
+                log(f'FAILED {name}: {first}')
+            return
+        with lock:
+            results[k] = result
+            if on_done is not None:
+                on_done(name, result)
+
+    with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
+        list(pool.map(one, range(len(jobs))))
+    if failures:
+        raise RunsFailed({n: failures[n] for n, _ in jobs if n in failures},
+                         results)
+    return results
+
+
 def train_runs(jobs: Sequence[Dict],
                parallel: int = 1,
                log: Callable[[str], None] = print) -> List[Dict]:
-    """Several :func:`train_run` calls, ``parallel`` at a time.
+    """Several :func:`train_run` calls through :func:`run_parallel`.
 
     Args:
         jobs (Sequence[dict]): Keyword arguments of :func:`train_run` each
             (``config``, ``work_dir``, ``cfg_options``, ``name``, ...).
-        parallel (int): Runs at the same time (e.g. 2 on 2 cores, one
-            thread each). Defaults to 1.
+        parallel (int): Runs at the same time. Defaults to 1.
         log (callable): Progress lines of all runs (thread-safe).
 
     Returns:
         list[dict]: :func:`train_run`'s results, in the order of ``jobs``.
 
     Raises:
-        RuntimeError: The first failure, after the other runs finished.
+        RunsFailed: After every run ended, if any failed.
     """
-    from concurrent.futures import ThreadPoolExecutor
-    lock = threading.Lock()
+    return run_parallel(
+        [(job.get('name', f'train{k}'),
+          functools.partial(_train_with_log, job))
+         for k, job in enumerate(jobs)],
+        parallel=parallel, log=log)
 
-    def locked_log(msg: str) -> None:
-        with lock:
-            log(msg)
 
-    def one(kwargs: Dict) -> Dict:
-        return train_run(**dict(kwargs, log=locked_log))
-
-    with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
-        futures = [pool.submit(one, job) for job in jobs]
-        errors = [f.exception() for f in futures]
-    for err in errors:
-        if err is not None:
-            raise err
-    return [f.result() for f in futures]
+def _train_with_log(job: Dict, log: Callable[[str], None]) -> Dict:
+    return train_run(**dict(job, log=log))

@@ -1,10 +1,10 @@
 """KITTI-format data tools: file I/O, the info converter (no LiDAR needed)
 and the synthetic KITTI-format renderer of the demo."""
 from .kitti_converter import (KITTI_CAM_CLASSES, KITTI_CLASSES,
-                              box3d_corners_camera, count_points_in_boxes,
+                              SPLIT_FOLDERS, box3d_corners_camera, count_points_in_boxes,
                               create_kitti_infos, kitti_frame_info,
                               kitti_metainfo, project_to_image,
-                              projected_box2d)
+                              projected_box2d, split_image_prefix)
 from .kitti_io import (CALIB_KEYS, KittiFormatError, KittiObject,
                        atomic_dump_pickle, atomic_write_bytes, format_calib,
                        format_label_line, read_calib_file,
@@ -14,7 +14,8 @@ from .synthetic_kitti import (CAMERA_HEIGHT, CLASS_PRIORS, KITTI_IMAGE_SIZE,
                               kitti_camera, make_demo_dataset, render_frame)
 
 __all__ = [
-    'KITTI_CAM_CLASSES', 'KITTI_CLASSES', 'box3d_corners_camera',
+    'KITTI_CAM_CLASSES', 'KITTI_CLASSES', 'SPLIT_FOLDERS',
+    'split_image_prefix', 'box3d_corners_camera',
     'count_points_in_boxes', 'create_kitti_infos', 'kitti_frame_info',
     'kitti_metainfo', 'project_to_image', 'projected_box2d', 'CALIB_KEYS',
     'KittiFormatError', 'KittiObject', 'atomic_dump_pickle',

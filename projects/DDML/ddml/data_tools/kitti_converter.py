@@ -47,7 +47,8 @@ from .kitti_io import (KittiFormatError, atomic_dump_pickle, read_calib_file,
                        read_imageset_file, read_label_file)
 
 __all__ = [
-    'KITTI_CLASSES', 'KITTI_CAM_CLASSES', 'create_kitti_infos',
+    'KITTI_CLASSES', 'KITTI_CAM_CLASSES', 'SPLIT_FOLDERS',
+    'split_image_prefix', 'create_kitti_infos',
     'kitti_frame_info', 'kitti_metainfo', 'project_to_image',
     'box3d_corners_camera', 'projected_box2d', 'count_points_in_boxes'
 ]
@@ -65,6 +66,26 @@ INFO_VERSION = 2
 KITTI_CAM_CLASSES: Tuple[str, ...] = KITTI_CLASSES
 
 _SPLITS = ('train', 'val', 'test')
+#: The frame folder of each info split: KITTI keeps its held-out frames in
+#: ``testing/`` (labelled there only in synthetic data, see
+#: :func:`create_kitti_infos`).
+SPLIT_FOLDERS = dict(train='training', val='training', trainval='training',
+                     test='testing')
+
+
+def split_image_prefix(split: str) -> str:
+    """``data_prefix['img']`` of a dataset reading info split ``split``.
+
+    Args:
+        split (str): ``train``, ``val``, ``trainval`` or ``test``.
+
+    Returns:
+        str: ``training/image_2`` or ``testing/image_2``.
+    """
+    if split not in SPLIT_FOLDERS:
+        raise ValueError(f'unknown KITTI info split {split!r}; choose from '
+                         f'{sorted(SPLIT_FOLDERS)}')
+    return f'{SPLIT_FOLDERS[split]}/image_2'
 
 
 def _extend(mat: np.ndarray) -> np.ndarray:
@@ -505,6 +526,12 @@ def create_kitti_infos(root_path: PathLike,
                        progress: bool = True) -> Dict[str, Path]:
     """Write ``{extra_tag}_infos_{train,val,trainval[,test]}.pkl``.
 
+    The ``test`` split (``ImageSets/test.txt``, frames in ``testing/``) is
+    written when ``testing/`` exists; with ``testing/label_2`` (a labelled
+    held-out split, as :mod:`ddml.data_tools.synthetic_kitti` renders it)
+    its infos carry the labels, without it (KITTI's own test split) only
+    images and calibration.
+
     Everything is read and validated before anything is written; each file
     is written to a temporary name and renamed, so a failure leaves no
     partial or new file behind.
@@ -512,7 +539,7 @@ def create_kitti_infos(root_path: PathLike,
     Args:
         root_path (str | PathLike): KITTI root with ``ImageSets/``,
             ``training/{image_2,label_2,calib}`` (``velodyne`` optional) and
-            optionally ``testing/{image_2,calib}``.
+            optionally ``testing/{image_2,calib[,label_2]}``.
         out_dir (str | PathLike, optional): Output folder. Defaults to
             ``root_path``.
         extra_tag (str): File name prefix. Defaults to 'kitti'.
@@ -537,8 +564,10 @@ def create_kitti_infos(root_path: PathLike,
         data[split] = _convert_split(root, sets / f'{split}.txt', 'training',
                                      True, ignored, progress, split)
     if (root / 'testing').is_dir():
-        data['test'] = _convert_split(root, sets / 'test.txt', 'testing',
-                                      False, ignored, progress, 'test')
+        data['test'] = _convert_split(
+            root, sets / 'test.txt', 'testing',
+            (root / 'testing' / 'label_2').is_dir(), ignored, progress,
+            'test')
     meta = kitti_metainfo(ignored)
     data['trainval'] = data['train'] + data['val']
     out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,11 @@ Labels follow the KITTI devkit readme (``devkit_object/readme.txt``):
 
 Every frame has its own ``numpy.random.Generator`` seeded by
 ``(seed, frame_index)``, so output is byte-identical for a seed regardless
-of the number of worker processes.
+of the number of worker processes. The held-out ``test`` split (frames in
+``testing/``, labelled) draws from a stream of its own
+(:data:`HELDOUT_STREAM`), so its frames are independent of the train/val
+frames of the same seed, and adding or resizing it changes no train/val
+byte.
 """
 import os
 from dataclasses import dataclass, field
@@ -48,7 +52,7 @@ __all__ = [
     'KITTI_P2', 'KITTI_IMAGE_SIZE', 'CAMERA_HEIGHT', 'CLASS_PRIORS',
     'SceneLayout', 'DEMO_LAYOUT',
     'SyntheticCamera', 'kitti_camera', 'render_frame', 'RenderedFrame',
-    'make_demo_dataset'
+    'HELDOUT_STREAM', 'make_demo_dataset'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -577,8 +581,14 @@ def render_frame(rng: np.random.Generator,
         base_colors=colors)
 
 
-def _frame_rng(seed: int, idx: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, idx]))
+#: ``SeedSequence`` spawn key of the held-out frames (train/val: none).
+HELDOUT_STREAM = (1, )
+
+
+def _frame_rng(seed: int, idx: int,
+               stream: Tuple[int, ...] = ()) -> np.random.Generator:
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, idx], spawn_key=stream))
 
 
 def _encode_png(image: np.ndarray) -> bytes:
@@ -588,11 +598,13 @@ def _encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_frame(job: Tuple[str, int, int, float, SceneLayout]) -> int:
-    out_dir, seed, idx, scale, layout = job
-    out = Path(out_dir) / 'training'
+def _write_frame(
+        job: Tuple[str, int, int, float, SceneLayout, str]) -> int:
+    out_dir, seed, idx, scale, layout, folder = job
+    out = Path(out_dir) / folder
     cam = kitti_camera(scale)
-    frame = render_frame(_frame_rng(seed, idx), cam, layout)
+    stream = HELDOUT_STREAM if folder == 'testing' else ()
+    frame = render_frame(_frame_rng(seed, idx, stream), cam, layout)
     name = f'{idx:06d}'
     atomic_write_bytes(out / 'image_2' / f'{name}.png',
                        _encode_png(frame.image))
@@ -611,14 +623,18 @@ def make_demo_dataset(out_dir: PathLike,
                       progress: bool = True,
                       convert: bool = True,
                       extra_tag: str = 'kitti',
-                      layout: Optional[SceneLayout] = None
-                      ) -> Dict[str, Path]:
+                      layout: Optional[SceneLayout] = None,
+                      num_test: int = 0) -> Dict[str, Path]:
     """Render a KITTI-format dataset and (optionally) its mmdet3d infos.
 
     Writes ``training/{image_2,label_2,calib}/<id>.{png,txt}`` for frames
     ``0 .. num_train + num_val - 1`` and ``ImageSets/{train,val,
-    trainval}.txt`` (train = the first ``num_train`` ids), then, when
-    ``convert``, ``{extra_tag}_infos_{train,val,trainval}.pkl`` via
+    trainval}.txt`` (train = the first ``num_train`` ids); with
+    ``num_test``, a labelled held-out split in KITTI's ``testing/`` folder
+    (``testing/{image_2,label_2,calib}``, ids ``0 .. num_test - 1``,
+    ``ImageSets/test.txt``) rendered from its own seed stream
+    (:data:`HELDOUT_STREAM`); then, when ``convert``,
+    ``{extra_tag}_infos_{train,val,trainval[,test]}.pkl`` via
     :func:`ddml.data_tools.kitti_converter.create_kitti_infos`.
 
     Args:
@@ -636,6 +652,9 @@ def make_demo_dataset(out_dir: PathLike,
         layout (SceneLayout, optional): What the frames hold. Defaults to
             ``SceneLayout()`` (three classes); the demo uses
             :data:`DEMO_LAYOUT`.
+        num_test (int): Frames of the labelled held-out ``test`` split.
+            Defaults to 0 (none; an existing ``testing/`` folder is then
+            refused, as the converter would read it).
 
     Returns:
         dict[str, Path]: Info split -> file (empty when not converting).
@@ -643,21 +662,32 @@ def make_demo_dataset(out_dir: PathLike,
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ValueError('num_train and num_val must be >= 0 and not both 0,'
                          f' got {num_train} and {num_val}')
+    if num_test < 0:
+        raise ValueError(f'num_test must be >= 0, got {num_test}')
     root = Path(out_dir)
-    for sub in ('image_2', 'label_2', 'calib'):
-        (root / 'training' / sub).mkdir(parents=True, exist_ok=True)
+    folders = ['training'] + (['testing'] if num_test else [])
+    for folder in folders:
+        for sub in ('image_2', 'label_2', 'calib'):
+            (root / folder / sub).mkdir(parents=True, exist_ok=True)
+    if not num_test and (root / 'testing').is_dir():
+        raise FileExistsError(
+            f'{root / "testing"} exists but num_test is 0: its infos would '
+            'describe frames this rendering did not write; remove that '
+            'folder or pass num_test (--num-test)')
     (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
     n = num_train + num_val
     layout = layout if layout is not None else SceneLayout()
-    jobs = [(str(root), int(seed), i, float(scale), layout)
+    jobs = [(str(root), int(seed), i, float(scale), layout, 'training')
             for i in range(n)]
+    jobs += [(str(root), int(seed), i, float(scale), layout, 'testing')
+             for i in range(num_test)]
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=n, desc='render', unit='frame')
-    if workers > 1 and n > 1:
+        bar = tqdm(total=len(jobs), desc='render', unit='frame')
+    if workers > 1 and len(jobs) > 1:
         with get_context('fork').Pool(workers) as pool:
             for _ in pool.imap_unordered(_write_frame, jobs, chunksize=4):
                 if bar is not None:
@@ -673,6 +703,8 @@ def make_demo_dataset(out_dir: PathLike,
         train=range(num_train),
         val=range(num_train, n),
         trainval=range(n))
+    if num_test:
+        splits['test'] = range(num_test)
     for split, ids in splits.items():
         atomic_write_bytes(root / 'ImageSets' / f'{split}.txt',
                            ''.join(f'{i:06d}\n' for i in ids).encode())

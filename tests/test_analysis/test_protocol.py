@@ -1,0 +1,139 @@
+"""The pre-registered protocol: file checks, run order, Holm's correction,
+the paired test, and the analysis refusing to run early."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddml.analysis.protocol import (ProtocolError, holm, load_protocol,
+                                    missing_runs, paired_test,
+                                    primary_results, protocol_jobs,
+                                    protocol_report)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA = dict(root='data/x', num_train=10, num_val=2, num_test=5, seed=0,
+            scale=0.3333)
+
+
+def _proto(tmp_path, **changes):
+    proto = dict(
+        name='t', question='q', data=DATA, split='test', iters=12,
+        arms=dict(baseline=[1, 2, 3], ddml=[1, 2, 3], dmap=[1, 2, 3],
+                  qi=[7]),
+        primary=[
+            dict(id='P1', variant='ddml', reference='baseline',
+                 metric='AP3D_mod_loose'),
+            dict(id='P2', variant='ddml', reference='dmap',
+                 metric='AP3D_mod_loose')
+        ],
+        alpha=0.05, exploratory=[['dmap', 'baseline']],
+        manipulation_checks=['spearman'], records='r', report='r.md')
+    proto.update(changes)
+    path = tmp_path / 'p.json'
+    path.write_text(json.dumps(proto))
+    return str(path)
+
+
+def _row(variant, seed, ap, split='test', iters=12, **extra):
+    return dict(variant=variant, seed=seed, split=split, iters=iters,
+                data=dict(DATA, layout={}), AP3D_mod_loose=ap,
+                spearman=0.1, commit='abc', **extra)
+
+
+def test_committed_protocol_is_valid():
+    proto = load_protocol(str(REPO_ROOT / 'docs/efficacy/protocol.json'))
+    assert proto['split'] == 'test' and proto['iters'] == 1200
+    assert len(proto['primary']) <= 2
+    for arm in ('baseline', 'ddml', 'dmap'):
+        assert len(proto['arms'][arm]) >= 8
+    assert len(proto['arms']['ddml-release']) >= 6
+    assert (REPO_ROOT / 'docs/efficacy/protocol.md').is_file()
+
+
+@pytest.mark.parametrize('change, field', [
+    (dict(primary=[]), "'primary'"),
+    (dict(arms=dict(baseline=[1], bogus=[1])), 'arms.bogus'),
+    (dict(arms=dict(baseline=[1, 1], ddml=[1], dmap=[1])), 'arms.baseline'),
+    (dict(primary=[dict(id='P', variant='ddml', reference='qi',
+                        metric='AP3D_mod_loose')],
+          arms=dict(ddml=[1], baseline=[1])), 'primary[0].reference'),
+    (dict(primary=[dict(id='P', variant='ddml', reference='baseline',
+                        metric='nope')]), 'primary[0].metric'),
+    (dict(alpha=1.5), "'alpha'"),
+    (dict(exploratory=[['dmap']]), 'exploratory[0]'),
+])
+def test_protocol_errors_name_the_field(tmp_path, change, field):
+    with pytest.raises(ProtocolError) as err:
+        load_protocol(_proto(tmp_path, **change))
+    assert field in str(err.value) and 'p.json' in str(err.value)
+
+
+def test_protocol_missing_key_and_bad_json(tmp_path):
+    path = tmp_path / 'p.json'
+    path.write_text('{"name": "x"}')
+    with pytest.raises(ProtocolError, match="'question' is missing"):
+        load_protocol(str(path))
+    path.write_text('{')
+    with pytest.raises(ProtocolError, match='not valid JSON'):
+        load_protocol(str(path))
+
+
+def test_jobs_seed_major_primary_arms_first(tmp_path):
+    proto = load_protocol(_proto(tmp_path))
+    jobs = protocol_jobs(proto)
+    assert jobs[:3] == [('baseline', 1), ('ddml', 1), ('dmap', 1)]
+    assert jobs[-1] == ('qi', 7) and len(jobs) == 10
+    assert protocol_jobs(proto, ['qi']) == [('qi', 7)]
+    with pytest.raises(ProtocolError, match='not among its arms'):
+        protocol_jobs(proto, ['metricdepth'])
+
+
+def test_holm_step_down():
+    # hand-worked: sorted p 0.01, 0.02, 0.04 -> 0.03, 0.04, 0.04
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([0.02]) == pytest.approx([0.02])
+
+
+def test_paired_test_matches_scipy():
+    from scipy import stats
+    rng = np.random.default_rng(0)
+    base = rng.normal(15, 3, 8)
+    var = base + rng.normal(1.0, 1.5, 8)
+    rows = [_row('baseline', s, float(b)) for s, b in enumerate(base)] + \
+        [_row('ddml', s, float(v)) for s, v in enumerate(var)]
+    res = paired_test(rows, 'ddml', 'baseline', 'AP3D_mod_loose')
+    ref = stats.ttest_rel(var, base)
+    assert res['n'] == 8
+    assert res['t'] == pytest.approx(ref.statistic)
+    assert res['p'] == pytest.approx(ref.pvalue)
+    assert res['mean'] == pytest.approx(float(np.mean(var - base)))
+    assert list(res['diffs']) == list(range(8))
+
+
+def test_analysis_refuses_until_complete_and_reports(tmp_path):
+    proto = load_protocol(_proto(tmp_path))
+    aps = dict(baseline=[10., 12., 11.], ddml=[13., 14., 14.5],
+               dmap=[12., 13.5, 13.])
+    rows = [_row(v, s, aps[v][k]) for v in aps for k, s in
+            enumerate([1, 2, 3])]
+    # a row on the wrong split or schedule does not count
+    bad = [r for r in rows if not (r['variant'] == 'dmap' and
+                                   r['seed'] == 3)]
+    bad.append(_row('dmap', 3, 13., split='val'))
+    assert missing_runs(proto, bad) == [('dmap', 3), ('qi', 7)]
+    with pytest.raises(ProtocolError, match='dmap seed 3'):
+        primary_results(proto, bad)
+    # complete primary arms: analysed (the exploratory qi arm may lack)
+    res = primary_results(proto, rows)
+    assert [r['id'] for r in res] == ['P1', 'P2']
+    assert res[0]['mean'] == pytest.approx(np.mean([3., 2., 3.5]))
+    assert res[0]['p_holm'] == pytest.approx(
+        min(1, 2 * min(res[0]['p'], res[1]['p'])) if res[0]['p'] <
+        res[1]['p'] else max(res[0]['p'], min(1, 2 * res[1]['p'])))
+    text = protocol_report(proto, rows)
+    assert 'Holm over 2' in text and '| P1 |' in text and '| P2 |' in text
+    assert 'baseline' in text and '11.00 ± 1.00' in text  # arm means
+    assert 'exploratory' in text and 'Spearman' in text
+    assert 'depth-map head only - baseline' in text
