@@ -94,7 +94,7 @@ def test_plain_and_wrapped_detectors_read_the_same_descriptors(tiny_root):
 
 
 def test_loss_gradient_norms_of_every_loss(tiny_root):
-    from ddml.analysis.efficacy import loss_gradient_norms
+    from ddml.analysis.gradient_diagnostics import loss_gradient_norms
     options = {'train_dataloader.batch_size': 2,
                'train_dataloader.dataset.ann_file': 'kitti_infos_val.pkl'}
     norms = loss_gradient_norms(str(WRAPPER), None, data_root=str(tiny_root),

@@ -30,8 +30,7 @@ from .demo_report import find_scalars, format_table, read_scalars, \
 
 __all__ = ['VARIANTS', 'DEFAULT_SEEDS', 'COLUMNS', 'benchmark_jobs',
            'record_path', 'run_one', 'run_benchmark', 'aggregate', 'paired_differences',
-           'efficacy_tables', 'efficacy_report', 'loss_magnitudes',
-           'loss_gradient_norms']
+           'efficacy_tables', 'efficacy_report', 'loss_magnitudes']
 
 #: name -> (title, config role, extra --cfg-options)
 VARIANTS = OrderedDict([
@@ -150,8 +149,8 @@ def run_one(variant: str,
         commit), training times and loss magnitudes.
     """
     from .model_eval import evaluate_run
-    from .runs import code_version, read_manifest, schedule_options, \
-        train_run
+    from .runs import code_version, parse_cfg_options, read_manifest, \
+        schedule_options, train_run
     title, role, extra = VARIANTS[variant]
     if role not in configs:
         raise KeyError(f'variant {variant!r} needs the {role!r} config; '
@@ -175,7 +174,7 @@ def run_one(variant: str,
         row = evaluate_run(f'{variant}_seed{seed}', config,
                            info['checkpoint'], osp.join(run_dir, 'eval'),
                            data_root=data_root, split=split,
-                           cfg_options=_as_dict(extra), figures=figures,
+                           cfg_options=parse_cfg_options(extra), figures=figures,
                            progress=False)
     for key in [k for k in row if k.startswith('_')]:
         row.pop(key)
@@ -277,16 +276,6 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
     rows = run_parallel([(f'{v} seed {s}', job(v, s)) for v, s in jobs],
                         parallel=parallel, log=log, on_done=finished)
     return rows
-
-
-def _as_dict(options: Sequence[str]) -> Dict:
-    """``key=value`` strings parsed as ``--cfg-options`` parses them."""
-    from mmengine.config import DictAction
-    out = {}
-    for opt in options:
-        key, value = opt.split('=', 1)
-        out[key] = DictAction._parse_iterable(value)
-    return out
 
 
 def _num(v) -> float:
@@ -490,66 +479,3 @@ def efficacy_report(rows: Sequence[Dict]) -> str:
                     ', '.join(inside) + '.')
         lines.append(msg.strip())
     return '\n'.join(lines)
-
-
-def loss_gradient_norms(config: str,
-                        checkpoint: Optional[str],
-                        data_root: Optional[str] = None,
-                        num_batches: int = 2,
-                        cfg_options: Optional[Dict] = None,
-                        seed: int = 0) -> Dict[str, Dict[str, float]]:
-    """Value and gradient norm at the descriptor feature map of each loss.
-
-    Compares how hard each term pulls on the shared feature map (the one
-    the object descriptors are read from): ``||d loss / d feat||`` per loss
-    key, over ``num_batches`` training batches (training pipeline, batch
-    size of the config). Needs a ``DepthDiscriminativeDetector`` config.
-
-    Returns:
-        dict: loss key -> ``value`` and ``grad_norm`` (means over batches).
-    """
-    import copy
-
-    import torch
-    from mmengine.config import Config
-    from mmengine.dataset import pseudo_collate
-
-    from mmdet3d.registry import DATASETS
-    from .model_eval import load_model
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if cfg.model.get('type') != 'DepthDiscriminativeDetector':
-        raise ValueError('loss_gradient_norms needs a '
-                         'DepthDiscriminativeDetector config')
-    model, _ = load_model(cfg, checkpoint)
-    model.train()
-    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
-    if data_root is not None:
-        ds_cfg.data_root = data_root
-    dataset = DATASETS.build(ds_cfg)
-    batch_size = int(cfg.train_dataloader.get('batch_size', 8))
-    rng = np.random.default_rng(seed)
-    sums: Dict[str, Dict[str, float]] = {}
-    for _ in range(num_batches):
-        idx = rng.choice(len(dataset), size=min(batch_size, len(dataset)),
-                         replace=False)
-        data = model.data_preprocessor(
-            pseudo_collate([dataset[int(i)] for i in idx]), True)
-        inputs, samples = data['inputs'], data['data_samples']
-        # the wrapper's own route (as in its loss())
-        feats = model.extract_feat(inputs)
-        feat, _ = model.aux_feature_map(feats, inputs)
-        losses = model.loss_by_feat(feats, inputs, samples)
-        for key, value in losses.items():
-            if isinstance(value, (list, tuple)):
-                value = sum(value)
-            if not torch.is_tensor(value) or not value.requires_grad:
-                continue
-            grad, = torch.autograd.grad(value, feat, retain_graph=True,
-                                        allow_unused=True)
-            norm = float(grad.norm()) if grad is not None else 0.
-            acc = sums.setdefault(key, dict(value=0., grad_norm=0.))
-            acc['value'] += float(value.detach()) / num_batches
-            acc['grad_norm'] += norm / num_batches
-    return sums

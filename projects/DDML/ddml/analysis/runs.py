@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['DEMO_SCALE', 'read_manifest', 'code_version', 'ensure_dataset',
-           'schedule_options', 'train_run', 'RunsFailed', 'run_parallel',
+           'parse_cfg_options', 'schedule_options', 'train_run', 'RunsFailed', 'run_parallel',
            'train_runs']
 
 DEMO_SCALE = 0.3333  # 1242x375 -> 414x125, the demo configs' 416x128 input
@@ -131,6 +131,16 @@ def ensure_dataset(root: str,
         json.dump(want, f)
     os.replace(tmp, path)
     return True
+
+
+def parse_cfg_options(options: Sequence[str]) -> Dict:
+    """``key=value`` strings parsed as ``--cfg-options`` parses them."""
+    from mmengine.config import DictAction
+    out = {}
+    for opt in options:
+        key, value = opt.split('=', 1)
+        out[key] = DictAction._parse_iterable(value)
+    return out
 
 
 def schedule_options(iters: int,

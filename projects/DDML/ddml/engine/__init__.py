@@ -6,10 +6,11 @@ and Runner (:mod:`ddml.engine.launch`).
 The entry-point modules are not imported here, so that ``python -m`` runs
 them without importing them twice.
 """
+from .diagnostics_hook import AuxLossDiagnosticsHook
 from .launch import (build_runner, check_evaluator_available, test_config,
                      test_parser, train_config, train_parser)
 
 __all__ = [
-    'build_runner', 'check_evaluator_available', 'test_config', 'test_parser',
-    'train_config', 'train_parser'
+    'AuxLossDiagnosticsHook', 'build_runner', 'check_evaluator_available',
+    'test_config', 'test_parser', 'train_config', 'train_parser'
 ]
