@@ -14,6 +14,10 @@
 # (LoadObjectDifficulty, AffineResizeKeepInstanceKeys,
 # Pack3DDetInputsWithDifficulty; info files from ddml's converter,
 # tools/create_data.py, which writes the codes).
+# The network is the release's, obj_depth head included (ObjectDepthMapHead:
+# Conv3x3(64 -> 256) + ReLU + Conv1x1(256 -> 2) on the neck output): a
+# checkpoint of the release converts to this config with
+# tools/convert_release_checkpoint.py.
 _base_ = ['./ddml_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d.py']
 
 model = dict(

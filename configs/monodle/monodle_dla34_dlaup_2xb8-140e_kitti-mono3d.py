@@ -1,31 +1,40 @@
 # MonoDLE (Ma et al., "Delving into Localization Errors for Monocular 3D
-# Object Detection", CVPR 2021) on KITTI, 3 classes, with the model, the
+# Object Detection", CVPR 2021) on KITTI, 3 classes, with the network, the
 # schedule and the augmentation of the authors' release
-# (github.com/xinzhuma/monodle, experiments/example/kitti_example.yaml and
-# lib/): DLA-34 + DLA-up (BN, no deformable convolutions), 1280x384 input,
+# (github.com/xinzhuma/monodle e426aa6, experiments/example/kitti_example.yaml
+# and lib/). The network is the release's CenterNet3D: DLA-34 (mmdet3d's
+# DLANet, the release's lib/backbones/dla.py up to the names of its norm
+# layers; its ImageNet weights are loaded by ddml's PretrainedDLA, which
+# renames them: mmengine's Pretrained would leave every BN of the tree
+# blocks and roots at its initial values, with only a logged warning), the
+# release's DLA-up (ddml's MonoDLEDLAUp, lib/backbones/dlaup.py;
+# BN, no deformable convolutions; mmdet3d's DLANeck is CenterNet's variant,
+# whose nodes sum instead of concatenating and which adds a final IDA-up)
+# and seven 256-channel branches with the same outputs; 3D sizes are
+# regressed as absolute sizes (the yaml's meanshape: False). 1280x384 input,
 # batch 16 (2 GPUs x 8), Adam lr 1.25e-3 with weight decay 1e-5 (none on
 # biases), a 5-epoch cosine warm-up from 1e-5, x0.1 at epochs 90 and 120,
 # 140 epochs, seed 444; random flip (0.5) and random shift/scale (0.5).
-# Differences from the release, all from using mmdet3d's parts:
-# - DLANeck is CenterNet's DLA-up + IDA-up (its nodes sum, the release's
-#   concatenate, and a final IDA-up merges strides 4-16);
+# A checkpoint of the release converts to this config with
+# tools/convert_release_checkpoint.py (heatmap channels reordered from the
+# release's Pedestrian, Car, Cyclist to mmdet3d's Pedestrian, Cyclist, Car;
+# size channels from (h, w, l) to (l, h, w)); it then gives the release's
+# outputs on the same input.
+# Differences from the release in the network and the augmentation:
 # - RandomShiftScale draws shift and scale uniformly from
 #   {-0.2, -0.1, 0, 0.1, 0.2} and {0.6, 0.7, ..., 1.4}; the release draws
-#   clip(N(0, 0.1), +-0.2) and clip(N(1, 0.4), 0.6, 1.4);
-# - 3D sizes are regressed as residuals to the class means (the release's
-#   yaml sets meanshape: False, i.e. absolute sizes; set
-#   bbox_coder.mean_sizes to zeros for that).
+#   clip(N(0, 0.1), +-0.2) and clip(N(1, 0.4), 0.6, 1.4).
 _base_ = [
     'mmdet3d::_base_/datasets/kitti-mono3d.py',
     'mmdet3d::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['ddml'], allow_failed_imports=False)
 
-# mean (l, h, w) of Pedestrian, Cyclist, Car (mmdet3d's class order), from
-# the release's cls_mean_size
-mean_sizes = ((0.84422524, 1.76255119, 0.66068622),
-              (1.76282397, 1.73698127, 0.59706367),
-              (3.52588311, 1.52563191, 1.62856739))
+# Sizes are regressed as absolute sizes, as the release does (meanshape:
+# False): zero means. For residuals to the class means (meanshape: True),
+# set them to the release's cls_mean_size, (l, h, w) of Pedestrian, Cyclist,
+# Car: ddml.models.heads.monodle_head.KITTI_MEAN_SIZES.
+mean_sizes = ((0., 0., 0.), (0., 0., 0.), (0., 0., 0.))
 img_scale = (1280, 384)
 
 model = dict(
@@ -42,16 +51,14 @@ model = dict(
         in_channels=3,
         norm_cfg=dict(type='BN'),
         init_cfg=dict(
-            type='Pretrained',
+            type='PretrainedDLA',
             checkpoint='http://dl.yf.io/dla/models/imagenet/dla34-ba72cf86.pth'
         )),
     neck=dict(
-        type='DLANeck',
+        type='MonoDLEDLAUp',
         in_channels=[16, 32, 64, 128, 256, 512],
         start_level=2,
-        end_level=5,
-        norm_cfg=dict(type='BN'),
-        use_dcn=False),
+        norm_cfg=dict(type='BN')),
     bbox_head=dict(
         type='MonoDLEHead',
         num_classes=3,

@@ -1,6 +1,8 @@
 """The method: object descriptors, targets, the wrapper detector, the
-object depth map head and the metric losses (registered into mmdet3d's
-MODELS)."""
+object depth map head and the metric losses; MonoDLE's release neck and
+DLA-34 initialisation (registered into mmdet3d's MODELS and
+WEIGHT_INITIALIZERS)."""
+from .backbones import PretrainedDLAInit
 from .descriptors import (ObjectDescriptors, centers_to_cells,
                           collect_object_descriptors,
                           gather_across_processes, gather_object_descriptors,
@@ -9,6 +11,7 @@ from .descriptors import (ObjectDescriptors, centers_to_cells,
 from .detectors import DepthDiscriminativeDetector
 from .heads import ObjectDepthMapHead
 from .losses import MultiRangeDepthMetricLoss, QuasiIsometricLoss
+from .necks import MonoDLEDLAUp
 from .targets import (collect_shifted_pairs, paint_batch_depth_targets,
                       paint_object_depth_map, sample_boxes_and_depths)
 
@@ -19,5 +22,6 @@ __all__ = [
     'select_objects', 'DepthDiscriminativeDetector', 'ObjectDepthMapHead',
     'MultiRangeDepthMetricLoss', 'QuasiIsometricLoss',
     'collect_shifted_pairs', 'paint_batch_depth_targets',
-    'paint_object_depth_map', 'sample_boxes_and_depths'
+    'paint_object_depth_map', 'sample_boxes_and_depths', 'MonoDLEDLAUp',
+    'PretrainedDLAInit'
 ]
