@@ -1,4 +1,4 @@
-"""Render a synthetic KITTI-format dataset (and its mmdet3d infos).
+"""Render a synthetic KITTI- or Waymo-format dataset (and its mmdet3d infos).
 
 Example::
 
@@ -13,6 +13,20 @@ with ``data_prefix=dict(img='testing/image_2')``). The logic lives in
 :mod:`ddml.data_tools.synthetic_kitti`; ``--layout demo`` renders the
 demo's scenes (Cars only, 4-30 m, no skyline), ``general`` three classes
 at 4-60 m.
+
+``--format waymo`` writes what mmdet3d's Waymo converter writes instead,
+with Waymo's front camera (1920x1280 at ``--scale 1``) and class sizes
+(:mod:`ddml.data_tools.synthetic_waymo`)::
+
+    python tools/make_demo_dataset.py --format waymo \
+        --out data/synthetic_waymo/kitti_format --num-train 600 \
+        --num-val 100 --num-test 300 --scale 0.3333333333333333
+
+``training/image_0/*.jpg`` (train and val), ``testing/image_0/*.jpg``
+(the labelled held-out split), ``ImageSets/*.txt`` and
+``waymo_infos_{train,val,trainval[,test]}.pkl``; the output directory is
+the ``kitti_format`` root a Waymo config's ``data_root`` names. There
+``general`` is three classes at 4-75 m, ``demo`` the demo's scenes.
 """
 import argparse
 import sys
@@ -20,8 +34,11 @@ import time
 
 from ddml.data_tools.synthetic_kitti import (DEMO_LAYOUT, SceneLayout,
                                              make_demo_dataset)
+from ddml.data_tools.synthetic_waymo import WAYMO_LAYOUT, make_waymo_dataset
 
 LAYOUTS = dict(demo=DEMO_LAYOUT, general=SceneLayout())
+#: Layouts of --format waymo (general reaches Waymo's 75 m label range).
+WAYMO_LAYOUTS = dict(demo=DEMO_LAYOUT, general=WAYMO_LAYOUT)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,42 +49,69 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--num-test', type=int, default=0,
         help='frames of a labelled held-out split in testing/ (its own '
-        'seed stream; kitti_infos_test.pkl), for claims made on data no '
+        'seed stream; <tag>_infos_test.pkl), for claims made on data no '
         'design choice was made on')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--scale', type=float, default=1.0,
-        help='image scale (1.0 = 1242x375; P rows 1-2 scale with it)')
+        help='image scale (1.0 = 1242x375 for kitti, 1920x1280 for '
+        'waymo; the intrinsics\' first two rows scale with it)')
     parser.add_argument(
         '--workers', type=int, default=None,
         help='worker processes (default min(2, cpus); output identical)')
     parser.add_argument(
         '--no-infos', action='store_true',
-        help='skip writing kitti_infos_*.pkl')
+        help='skip writing kitti_infos_*.pkl (kitti only: the Waymo '
+        'infos are its labels)')
     parser.add_argument('--layout', choices=sorted(LAYOUTS),
                         default='general',
                         help='scene contents: general (Car, Pedestrian, '
-                        'Cyclist, 4-60 m) or demo (Cars, 4-30 m, no skyline)')
-    parser.add_argument('--extra-tag', default='kitti')
+                        'Cyclist, 4-60 m; 4-75 m for waymo) or demo (Cars, '
+                        '4-30 m, no skyline)')
+    parser.add_argument(
+        '--format', choices=('kitti', 'waymo'), default='kitti',
+        help='kitti: KITTI object layout and kitti_infos; waymo: the '
+        'kitti_format layout of mmdet3d\'s Waymo converter and waymo_infos')
+    parser.add_argument('--extra-tag', default=None,
+                        help='info file prefix (default: the format name)')
     parser.add_argument('--no-progress', action='store_true')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.format == 'waymo' and args.no_infos:
+        parser.error('--no-infos applies to --format kitti only (the Waymo '
+                     'infos are the labels)')
+    if args.extra_tag is None:
+        args.extra_tag = args.format
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
-    written = make_demo_dataset(
-        args.out,
-        args.num_train,
-        args.num_val,
-        seed=args.seed,
-        scale=args.scale,
-        workers=args.workers,
-        progress=not args.no_progress,
-        convert=not args.no_infos,
-        extra_tag=args.extra_tag,
-        layout=LAYOUTS[args.layout],
-        num_test=args.num_test)
+    if args.format == 'waymo':
+        written = make_waymo_dataset(
+            args.out,
+            args.num_train,
+            args.num_val,
+            seed=args.seed,
+            scale=args.scale,
+            workers=args.workers,
+            progress=not args.no_progress,
+            layout=WAYMO_LAYOUTS[args.layout],
+            num_test=args.num_test,
+            extra_tag=args.extra_tag)
+    else:
+        written = make_demo_dataset(
+            args.out,
+            args.num_train,
+            args.num_val,
+            seed=args.seed,
+            scale=args.scale,
+            workers=args.workers,
+            progress=not args.no_progress,
+            convert=not args.no_infos,
+            extra_tag=args.extra_tag,
+            layout=LAYOUTS[args.layout],
+            num_test=args.num_test)
     for split, path in written.items():
         print(f'{split}: {path}')
     print(f'done in {time.perf_counter() - start:.1f} s')

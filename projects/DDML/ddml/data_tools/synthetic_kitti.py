@@ -36,12 +36,20 @@ of the number of worker processes. The held-out ``test`` split (frames in
 (:data:`HELDOUT_STREAM`), so its frames are independent of the train/val
 frames of the same seed, and adding or resizing it changes no train/val
 byte.
+
+The camera is a parameter (:class:`SyntheticCamera`: image size,
+projection matrix, height of the ground) and so are the class sizes
+(``priors`` of :func:`render_frame`):
+:mod:`ddml.data_tools.synthetic_waymo` renders the same scenes through
+Waymo's front camera with Waymo's sizes and writes them in mmdet3d's Waymo
+format. The KITTI output does not depend on that
+(``tests/test_data_tools/test_synthetic_kitti_bytes.py``).
 """
 import os
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -170,31 +178,52 @@ _AMBIENT = 0.45
 class SyntheticCamera:
     """Camera of the synthetic dataset.
 
+    The scene lives in the label frame of the dataset (KITTI: the rectified
+    frame of camera 0; Waymo: the front camera's frame), x right, y down,
+    z forward, with the ground the plane ``y = ground_y``; the camera's
+    axes are those of the label frame (a level camera), so boxes standing
+    on the ground are exact yaw-about-y boxes in it.
+
     Args:
         width (int): Image width, px.
         height (int): Image height, px.
-        calib (dict[str, np.ndarray]): KITTI calibration (``P0``-``P3`` 3x4,
-            ``R0_rect`` 3x3, ``Tr_velo_to_cam`` and ``Tr_imu_to_velo`` 3x4).
-            Rendering uses ``P2``; ``R0_rect`` is the identity.
+        calib (dict[str, np.ndarray]): The dataset's calibration; KITTI's
+            (:func:`kitti_camera`): ``P0``-``P3`` 3x4, ``R0_rect`` 3x3,
+            ``Tr_velo_to_cam`` and ``Tr_imu_to_velo`` 3x4, ``R0_rect`` the
+            identity.
+        projection_key (str): Key of ``calib`` holding the (3, 4)
+            projection matrix of the rendered camera, label frame to
+            pixels. Defaults to ``'P2'`` (KITTI's left colour camera).
+        ground_y (float): y of the ground plane in the label frame,
+            metres. Defaults to :data:`CAMERA_HEIGHT` (KITTI).
     """
     width: int
     height: int
     calib: Dict[str, np.ndarray] = field(repr=False)
+    projection_key: str = 'P2'
+    ground_y: float = CAMERA_HEIGHT
+
+    @property
+    def P(self) -> np.ndarray:
+        """(3, 4) projection matrix of the rendered camera."""
+        return self.calib[self.projection_key]
 
     @property
     def P2(self) -> np.ndarray:
-        """(3, 4) projection matrix of the rendered camera."""
-        return self.calib['P2']
+        """The rendered camera's projection matrix under KITTI's name
+        (``calib['P2']`` for :func:`kitti_camera`); same as :attr:`P`."""
+        return self.P
 
     def project(self, pts: np.ndarray) -> np.ndarray:
-        """Project (..., 3) camera points to (..., 2) pixels with ``P2``."""
-        hom = pts @ self.P2[:, :3].T + self.P2[:, 3]
+        """Project (..., 3) label-frame points to (..., 2) pixels with
+        :attr:`P`."""
+        hom = pts @ self.P[:, :3].T + self.P[:, 3]
         return hom[..., :2] / hom[..., 2:3]
 
     @property
     def center(self) -> np.ndarray:
-        """Optical centre of camera 2 in rectified camera coordinates."""
-        return -np.linalg.solve(self.P2[:, :3], self.P2[:, 3])
+        """Optical centre of the rendered camera in the label frame."""
+        return -np.linalg.solve(self.P[:, :3], self.P[:, 3])
 
 
 def kitti_camera(scale: float = 1.0) -> SyntheticCamera:
@@ -253,12 +282,22 @@ class RenderedFrame:
             pixels that remain visible after painting.
         base_colors (list[tuple]): Per written non-DontCare object, its
             random RGB base colour.
+        boxes (list[dict]): Every painted object, in sampling order (its
+            index + 1 is its value in ``id_map``), whatever its visibility:
+            ``name``, ``lhw`` (length, height, width), ``loc`` (bottom
+            centre in the label frame), ``ry`` (yaw about the label
+            frame's y axis), ``box2d`` (x1, y1, x2, y2: bounds of the
+            projected corners' convex hull clipped to ``[0, W] x [0, H]``,
+            the rule of mmdet3d's converters' ``post_process_coords``),
+            ``truncated`` (share of that hull outside the image) and
+            ``visible_pixels`` (its pixels in ``id_map``).
     """
     image: np.ndarray
     objects: List[dict]
     id_map: np.ndarray
     visible_fraction: List[float]
     base_colors: List[Tuple[float, float, float]]
+    boxes: List[dict] = field(default_factory=list)
 
 
 def _wrap(a: float) -> float:
@@ -322,7 +361,7 @@ def _render_background(rng: np.random.Generator, cam: SyntheticCamera,
     """Sky, distant skyline (optional) and textured ground; (H, W, 3)
     float32."""
     W, H = cam.width, cam.height
-    P = cam.P2
+    P = cam.P
     fx, fy, cx, cy = P[0, 0], P[1, 1], P[0, 2], P[1, 2]
     t = np.linalg.solve(P[:, :3], P[:, 3])
     img = np.empty((H, W, 3), np.float32)
@@ -353,12 +392,12 @@ def _render_background(rng: np.random.Generator, cam: SyntheticCamera,
 
     # Ground: ray/plane intersection for rows below the horizon.
     rows = v > cy + 0.5
-    s = (CAMERA_HEIGHT + t[1]) * fy / (v[rows] - cy)  # (R,)
+    s = (cam.ground_y + t[1]) * fy / (v[rows] - cy)  # (R,)
     # float32 keeps this vectorised pass fast; precision is ample here.
     Z = np.minimum(s - t[2], 2000.0)[:, None].astype(np.float32)
     X = (s[:, None] * (u[None, :] - cx) / fx - t[0]).astype(np.float32)
     dX = (s / fx)[:, None].astype(np.float32)  # metres per pixel across
-    dZ = (s * s / ((CAMERA_HEIGHT + t[1]) * fy))[:, None].astype(
+    dZ = (s * s / ((cam.ground_y + t[1]) * fy))[:, None].astype(
         np.float32)  # metres per pixel along (one row)
     base = rng.uniform(75, 125) + rng.uniform(-8, 8, size=3)
     tex = np.zeros_like(X)
@@ -397,12 +436,14 @@ def _render_background(rng: np.random.Generator, cam: SyntheticCamera,
 
 
 def _sample_objects(rng: np.random.Generator, cam: SyntheticCamera,
-                    layout: SceneLayout) -> List[dict]:
-    """Sample non-overlapping boxes on the ground (quantised to 0.01)."""
+                    layout: SceneLayout,
+                    priors: Mapping[str, dict]) -> List[dict]:
+    """Sample non-overlapping boxes on the ground (sizes, x, z and yaw
+    quantised to 0.01; the bottom at ``cam.ground_y`` exactly)."""
     names = [n for n, _ in layout.class_probs]
     probs = np.array([p for _, p in layout.class_probs], dtype=np.float64)
     probs = probs / probs.sum()
-    fx, cx = cam.P2[0, 0], cam.P2[0, 2]
+    fx, cx = cam.P[0, 0], cam.P[0, 2]
     objs: List[dict] = []
     n_target = int(rng.integers(layout.num_objects[0],
                                 layout.num_objects[1] + 1))
@@ -410,7 +451,7 @@ def _sample_objects(rng: np.random.Generator, cam: SyntheticCamera,
         if len(objs) >= n_target:
             break
         name = names[int(rng.choice(len(names), p=probs))]
-        prior = CLASS_PRIORS[name]
+        prior = priors[name]
         mean, std = np.array(prior['size']), np.array(prior['std'])
         lhw = np.clip(mean + rng.normal(0, 1, 3) * std, 0.75 * mean,
                       1.25 * mean)
@@ -422,7 +463,8 @@ def _sample_objects(rng: np.random.Generator, cam: SyntheticCamera,
         else:
             ry = rng.uniform(-np.pi, np.pi)
         lhw = np.round(lhw, 2)
-        loc = np.round(np.array([x, CAMERA_HEIGHT, z]), 2)
+        loc = np.round(np.array([x, cam.ground_y, z]), 2)
+        loc[1] = cam.ground_y  # on the ground (a no-op for KITTI's 1.65)
         ry = round(_wrap(ry), 2)
         radius = 0.5 * np.hypot(lhw[0], lhw[2])
         if any(
@@ -435,22 +477,34 @@ def _sample_objects(rng: np.random.Generator, cam: SyntheticCamera,
 
 def render_frame(rng: np.random.Generator,
                  cam: SyntheticCamera,
-                 layout: Optional[SceneLayout] = None) -> RenderedFrame:
+                 layout: Optional[SceneLayout] = None,
+                 priors: Optional[Mapping[str, dict]] = None
+                 ) -> RenderedFrame:
     """Render one frame and its labels.
 
     Args:
         rng (np.random.Generator): Source of all randomness of the frame.
-        cam (SyntheticCamera): Camera (see :func:`kitti_camera`).
+        cam (SyntheticCamera): Camera (:func:`kitti_camera`, or
+            :func:`ddml.data_tools.synthetic_waymo.waymo_camera`).
         layout (SceneLayout, optional): Classes, object count and
             placement. Defaults to ``SceneLayout()``.
+        priors (Mapping[str, dict], optional): Size prior per class
+            (``size`` (l, h, w) and ``std``, as in :data:`CLASS_PRIORS`),
+            covering the layout's classes. Defaults to
+            :data:`CLASS_PRIORS` (KITTI's).
 
     Returns:
-        RenderedFrame: Image, KITTI label objects and the object id map.
+        RenderedFrame: Image, KITTI label objects, the object id map and
+        every painted box.
     """
     W, H = cam.width, cam.height
     layout = layout if layout is not None else SceneLayout()
+    priors = CLASS_PRIORS if priors is None else priors
+    missing = [c for c, _ in layout.class_probs if c not in priors]
+    if missing:
+        raise ValueError(f'priors lack the classes {missing} of the layout')
     img = _render_background(rng, cam, layout.skyline)
-    objs = _sample_objects(rng, cam, layout)
+    objs = _sample_objects(rng, cam, layout, priors)
     cam_c = cam.center
 
     # Geometry, silhouettes; drop objects whose silhouette misses the image.
@@ -466,6 +520,7 @@ def render_frame(rng: np.random.Generator,
             corners=corners,
             uv=uv,
             hull=hull,
+            clipped=clipped,
             trunc=1.0 - _poly_area(clipped) / _poly_area(hull),
             color=rng.uniform(25, 235, size=3),
             dist=float(np.hypot(o['loc'][0], o['loc'][2])))
@@ -573,12 +628,28 @@ def render_frame(rng: np.random.Generator,
                 rotation_y=float(o['ry'])))
         fractions.append(frac)
         colors.append(tuple(float(v) for v in o['color']))
+    boxes = [
+        dict(
+            name=o['name'],
+            lhw=o['lhw'].copy(),
+            loc=o['loc'].copy(),
+            ry=o['ry'],
+            box2d=[
+                float(o['clipped'][:, 0].min()),
+                float(o['clipped'][:, 1].min()),
+                float(o['clipped'][:, 0].max()),
+                float(o['clipped'][:, 1].max())
+            ],
+            truncated=float(np.clip(o['trunc'], 0, 1)),
+            visible_pixels=int(counts[i + 1])) for i, o in enumerate(drawn)
+    ]
     return RenderedFrame(
         image=np.asarray(canvas),
         objects=objects,
         id_map=id_map,
         visible_fraction=fractions,
-        base_colors=colors)
+        base_colors=colors,
+        boxes=boxes)
 
 
 #: ``SeedSequence`` spawn key of the held-out frames (train/val: none).
