@@ -117,6 +117,8 @@ def _evaluate(evaluator, frames, edit=None) -> dict:
     returns new boxes and labels) as predictions; distinct scores."""
     from mmdet3d.structures import Det3DDataSample
     from mmengine.structures import InstanceData
+
+    from ddml.structures import project_boxes_to_image
     ev = evaluator()
     rank = 0
     for sample, boxes, labels in frames:
@@ -125,10 +127,17 @@ def _evaluate(evaluator, frames, edit=None) -> dict:
             boxes, labels = edit(boxes, labels)
         pred = Det3DDataSample(metainfo=sample.metainfo)
         n = len(labels)
+        scores = 1.0 - (rank + torch.arange(n)) / 1e4
         pred.pred_instances_3d = InstanceData(
-            bboxes_3d=boxes, labels_3d=labels,
-            scores_3d=1.0 - (rank + torch.arange(n)) / 1e4)
-        pred.pred_instances = InstanceData()
+            bboxes_3d=boxes, labels_3d=labels, scores_3d=scores)
+        # 2D results index-aligned with the 3D ones, as MonoDLE returns
+        # them (read by KittiMono3DMetric(bbox2d_source='regressed')): here
+        # the clipped projections, i.e. the boxes KittiMetric would write
+        pred.pred_instances = InstanceData(
+            bboxes=project_boxes_to_image(
+                boxes, sample.metainfo['cam2img'],
+                sample.metainfo['ori_shape']),
+            labels=labels, scores=scores)
         rank += n
         ev.process([pred])
     return ev.evaluate(len(frames))

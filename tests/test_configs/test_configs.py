@@ -280,7 +280,9 @@ def test_config_builds(config):
     if cfg.model.type == 'DepthDiscriminativeDetector':
         detector = type(model.detector).__name__
         assert detector in ('SMOKEMono3D', 'FCOSMono3D', 'MonoDLE')
-    want = 'WaymoMono3DMetric' if 'waymo' in config.name else 'KittiMetric'
+    want = 'WaymoMono3DMetric' if 'waymo' in config.name else \
+        'KittiMono3DMetric' if config.parent.name == 'monodle' else \
+        'KittiMetric'
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         metrics = _evaluators(evaluator)
         assert metrics[0].type == want

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from ddml.data_tools.kitti_converter import (count_points_in_boxes,
-                                             create_kitti_infos)
+                                             create_kitti_infos,
+                                             kitti_difficulty)
 from ddml.data_tools.kitti_io import (KittiFormatError, atomic_dump_pickle,
                                       read_label_file)
 from ddml.testing import (build_root_from_v1_info, build_root_from_v2_info,
@@ -108,6 +109,8 @@ def test_frame000007_cam_instances_match_mmdet3d(kitti_test_root, tmp_path,
                 if np.allclose(i['bbox_3d'], c['bbox_3d'], atol=1e-4)]
         assert len(same) == 1 and c.pop('difficulty') == same[0][
             'difficulty']
+        # and, since INFO_VERSION 3, its label 2D box (LoadAnnotatedBoxes2D)
+        assert c.pop('bbox_annotated') == same[0]['bbox']
     assert {i['difficulty'] for i in info['instances']} - {-1} != set()
     # No velodyne in this root: counts are -1 (documented), mmdet3d's came
     # from the full cloud.
@@ -288,3 +291,103 @@ def test_create_data_cli(tiny_kitti_root, tmp_path, capsys):
     assert mod['main'](['kitti', '--root-path', str(tiny_kitti_root),
                         '--no-progress']) == 1
     assert 'val.txt' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------
+# the releases' per-object facts in cam_instances (INFO_VERSION 3)
+# ----------------------------------------------------------------------
+#: MonoDLE's level names -> ddml's codes
+_LEVEL_CODES = dict(Easy=0, Moderate=1, Hard=2, UnKnown=-1)
+
+
+def _release_object3d():
+    """``Object3d`` of MonoDLE's release (``../shared/reference``; skips
+    with the reason when it is absent)."""
+    from ddml.testing.reference import load_definitions, require_release
+    require_release('monodle')
+    return load_definitions('monodle', 'lib/datasets/kitti/kitti_utils.py',
+                            ['Object3d']).Object3d
+
+
+def _boundary_objects(rng, num):
+    """Label objects around KITTI's height, occlusion and truncation
+    limits (2-decimal label boxes, as KITTI's files)."""
+    objs = []
+    for _ in range(num):
+        top = round(float(rng.uniform(120, 200)), 2)
+        height = round(float(rng.choice([rng.uniform(23.5, 26.),
+                                         rng.uniform(38.5, 41.),
+                                         rng.uniform(10, 80)])), 2)
+        objs.append(dict(
+            name='Car',
+            truncated=float(rng.choice([0., 0.15, 0.16, 0.3, 0.31, 0.5,
+                                        0.51, 0.9])),
+            occluded=int(rng.integers(0, 4)), alpha=0.1,
+            bbox=[300.0, top, 380.0, round(top + height, 2)],
+            dimensions=[1.5, 1.6, 3.9], location=[1.0, 1.6, 15.0],
+            rotation_y=0.2))
+    return objs
+
+
+def _parse_line(tmp_path, line):
+    """One label line as ddml's reader parses it."""
+    path = tmp_path / 'one.txt'
+    path.write_text(line + '\n')
+    return read_label_file(path)[0]
+
+
+def test_monodle_difficulty_equals_the_release_get_obj_level(tmp_path):
+    """``kitti_difficulty(rule='monodle')``, and so every ``cam_instances``
+    difficulty the converter writes, equals ``Object3d.get_obj_level`` of
+    MonoDLE's release (its ``+1`` px height, its float32 box) on the same
+    label lines, 400 of them around the limits."""
+    from ddml.data_tools.kitti_io import format_label_line
+    release = _release_object3d()
+    objs = _boundary_objects(np.random.default_rng(0), 400)
+    lines = [format_label_line(o) for o in objs]
+    want = [_LEVEL_CODES[release(line).level_str] for line in lines]
+    parsed = [_parse_line(tmp_path, line) for line in lines]
+    got = kitti_difficulty(np.array([o['bbox'] for o in parsed]),
+                           np.array([o['occluded'] for o in parsed]),
+                           np.array([o['truncated'] for o in parsed]),
+                           rule='monodle')
+    assert got.tolist() == want
+    # the test means something: every level occurs, and mmdet3d's rule
+    # differs on some of these objects
+    assert set(want) == {-1, 0, 1, 2}
+    mmdet3d = kitti_difficulty(np.array([o['bbox'] for o in parsed]),
+                               np.array([o['occluded'] for o in parsed]),
+                               np.array([o['truncated'] for o in parsed]))
+    assert (mmdet3d != got).sum() > 10
+    with pytest.raises(ValueError, match='rule'):
+        kitti_difficulty(np.zeros((1, 4)), np.zeros(1), np.zeros(1), 'kitti')
+
+
+def test_cam_instances_carry_label_box_and_release_difficulty(
+        real_kitti_root):
+    """On real frames: each ``cam_instances`` entry keeps its label 2D box
+    beside the projected one, and MonoDLE's difficulty, which differs from
+    the LiDAR instance's mmdet3d difficulty exactly where the two rules
+    differ (frame 000008 has a Car 39.6 px tall: easy for the release,
+    moderate for mmdet3d)."""
+    infos = _load(real_kitti_root / 'kitti_infos_train.pkl')['data_list']
+    checked, differ = 0, 0
+    for info in infos:
+        for c in info['cam_instances']['CAM2']:
+            same = [i for i in info['instances']
+                    if np.allclose(i['bbox_3d'], c['bbox_3d'], atol=1e-4)]
+            assert len(same) == 1
+            inst = same[0]
+            assert c['bbox_annotated'] == inst['bbox']
+            assert c['bbox'] != inst['bbox']  # the projected box
+            want = kitti_difficulty(np.array([inst['bbox']]),
+                                    np.array([inst['occluded']]),
+                                    np.array([inst['truncated']]),
+                                    rule='monodle')[0]
+            assert c['difficulty'] == want
+            height = inst['bbox'][3] - inst['bbox'][1]
+            if c['difficulty'] != inst['difficulty']:
+                differ += 1
+                assert 39 <= height <= 40 or 24 <= height <= 25
+            checked += 1
+    assert checked == 11 and differ == 1

@@ -65,7 +65,11 @@ def _dataset(root: Path, pipeline):
              modality=dict(use_lidar=False, use_camera=True),
              load_type='fov_image_based', box_type_3d='Camera',
              metainfo=dict(classes=['Pedestrian', 'Cyclist', 'Car']),
-             pipeline=pipeline, test_mode=False))
+             pipeline=pipeline, test_mode=False,
+             # dataset[idx] must be frame idx: with mmdet3d's default a
+             # frame whose objects all left the image is replaced by a
+             # random other frame
+             filter_empty_gt=False))
 
 
 def _info_codes(dataset, idx):

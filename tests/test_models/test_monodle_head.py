@@ -479,3 +479,115 @@ def test_score_2d_heatmap_drops_the_depth_confidence(many_objects_root):
     torch.testing.assert_close(h2.bboxes, r2.bboxes)
     with pytest.raises(ValueError, match='score_2d'):
         _head(test_cfg=dict(score_2d='depth'))
+
+
+# ----------------------------------------------------------------------
+# the releases' target rules: 'UnKnown' objects, annotated 2D boxes,
+# batches without a positive
+# ----------------------------------------------------------------------
+# a second car at 20 m, gravity centre (-2, 0.5, 20) -> (40, 22.5): cell
+# (10, 5), apart from CAR's (15, 6)
+CAR_20M = ((-2., 1.25, 20.), (4., 1.5, 1.6), 0.1, 2)
+
+
+def _with_codes(sample, codes):
+    sample.gt_instances_3d.difficulty = torch.tensor(codes)
+    return sample
+
+
+def test_unknown_difficulty_objects_are_background():
+    """``skip_unknown_difficulty``: an object of code -1 gets no heatmap
+    peak and no term of any loss, i.e. every loss equals that of the image
+    without it; by default it is trained like any other."""
+    head = _head(skip_unknown_difficulty=True)
+    for name, values in CONSTANTS.items():
+        _set_constant(head, name, values)
+    feat = torch.randn(1, 4, 16, 32)
+    both = _with_codes(_sample([CAR, CAR_20M]), [0, -1])
+    alone = _with_codes(_sample([CAR]), [0])
+    got, want = head.loss([feat], [both]), head.loss([feat], [alone])
+    assert set(got) == set(want)
+    for key in want:
+        assert got[key].item() == pytest.approx(want[key].item(), rel=1e-6)
+    # the targets hold one object and one peak
+    metas = [both.metainfo]
+    targets = head.get_targets([both.gt_instances_3d], [both.gt_instances],
+                               (1, 3, 16, 32), metas, (4., 4.))
+    assert len(targets['labels']) == 1
+    assert int(targets['heatmap'].eq(1).sum()) == 1
+    # default: the object of no difficulty is trained
+    plain = _head()
+    plain.load_state_dict(head.state_dict())
+    assert plain.loss([feat], [both])['loss_depth'].item() != pytest.approx(
+        want['loss_depth'].item(), rel=1e-6)
+    # an image whose only object has no difficulty trains as a negative
+    only = _with_codes(_sample([CAR_20M]), [-1])
+    losses = head.loss([feat], [only])
+    for key in ('loss_offset_2d', 'loss_size_2d', 'loss_depth',
+                'loss_offset_3d', 'loss_size_3d', 'loss_heading'):
+        assert losses[key].item() == 0 and losses[key].requires_grad
+
+
+def test_unknown_difficulty_needs_the_codes():
+    head = _head(skip_unknown_difficulty=True)
+    with pytest.raises(KeyError, match='LoadObjectDifficulty'):
+        _loss_terms(head, [_sample([CAR])])
+    with pytest.raises(ValueError, match='codes'):
+        _loss_terms(head, [_with_codes(_sample([CAR]), [3])])
+    # an image without objects needs none
+    _loss_terms(head, [_sample([])])
+
+
+def test_annotated_boxes_give_the_2d_targets():
+    """``bbox2d_source='annotated'``: 2D offset, 2D size and the heatmap
+    radius come from ``gt_instances.bboxes_annotated``; the 3D targets and
+    the peak's cell do not change."""
+    sample = _sample([CAR])
+    # a larger annotated box, centre (62, 26): offset_2d (0.5, 0.5) and
+    # size (10, 8) cells
+    sample.gt_instances.bboxes_annotated = torch.tensor(
+        [[42., 10., 82., 42.]])
+    args = ([sample.gt_instances_3d], [sample.gt_instances], (1, 3, 16, 32),
+            [sample.metainfo], (4., 4.))
+    anno = _head(bbox2d_source='annotated').get_targets(*args)
+    proj = _head().get_targets(*args)
+    torch.testing.assert_close(anno['size_2d'], torch.tensor([[10., 8.]]))
+    torch.testing.assert_close(anno['offset_2d'], torch.tensor([[0.5, 0.5]]))
+    torch.testing.assert_close(proj['size_2d'], torch.tensor([[4., 4.5]]))
+    for key in ('cells', 'offset_3d', 'depth', 'size_3d', 'heading_bin',
+                'heading_res'):
+        torch.testing.assert_close(anno[key], proj[key])
+    # the radius grows with the box: the Gaussian spreads further
+    radius = int(centernet_gaussian_radius(8., 10., 0.7))
+    assert radius > 1
+    row = anno['heatmap'][0, 2, 6]
+    assert bool((row[15 - radius:15 + radius + 1] > 0).all())
+    assert int((proj['heatmap'][0, 2, 6] > 0).sum()) == 3
+    # without the field: an error naming the transforms
+    with pytest.raises(KeyError, match='LoadAnnotatedBoxes2D'):
+        _loss_terms(_head(bbox2d_source='annotated'), [_sample([CAR])])
+    with pytest.raises(ValueError, match='bbox2d_source'):
+        _head(bbox2d_source='label')
+
+
+def test_a_batch_without_positives_trains_as_negatives():
+    """Images without a kept object (none loaded, all beyond 65 m, all of
+    no difficulty): the heatmap loss is CornerNet's pure-negative term, the
+    regression terms are zero, and everything back-propagates."""
+    head = _head(skip_unknown_difficulty=True)
+    for name, values in CONSTANTS.items():
+        _set_constant(head, name, values)
+    far = ((7., 1.25, 70.), ) + CAR[1:]
+    batch = [_sample([]), _with_codes(_sample([far]), [0]),
+             _with_codes(_sample([CAR]), [-1])]
+    feat = torch.randn(3, 4, 16, 32, requires_grad=True)
+    losses = head.loss([feat], batch)
+    prob = 1 / (1 + math.exp(1.))
+    assert losses['loss_heatmap'].item() == pytest.approx(
+        3 * _expected_heatmap_loss(prob, []), rel=1e-5)
+    for key, value in losses.items():
+        if key != 'loss_heatmap':
+            assert value.item() == 0, key
+    sum(losses.values()).backward()
+    assert head.heatmap[-1].weight.grad is not None
+    assert torch.isfinite(feat.grad).all()

@@ -28,8 +28,16 @@ Layout of one ``data_list`` entry (``info``)::
       camera whose projection meets the image:
       {bbox_label, bbox_label_3d, bbox (projected 3D box clipped to the
        image, px), bbox_3d_isvalid True, bbox_3d [x,y,z,l,h,w,ry] (float32
-       values), velocity -1, center_2d [u,v], depth, difficulty (as in
-       instances; ddml only: mmdet3d does not write it)} ]}
+       values), velocity -1, center_2d [u,v], depth; and, ddml only
+       (mmdet3d does not write them): bbox_annotated [x1,y1,x2,y2] (the
+       label 2D box, px, as ``instances[*]['bbox']``) and difficulty
+       (0/1/2, -1, by MonoDLE's rule, see :func:`kitti_difficulty`)} ]}
+
+The two ``difficulty`` fields differ on purpose: ``instances`` keeps
+mmdet3d's value (``y2 - y1 > 40`` px for easy), ``cam_instances`` carries
+the rule of MonoDLE's and DDML's releases (``y2 - y1 + 1 >= 40`` px), which
+is what their training rules read (``MonoDLEHead.skip_unknown_difficulty``,
+``DepthDiscriminativeDetector.min_difficulty``).
 
 Note that ``instances[*]['bbox_3d']`` is in *camera* coordinates, as
 mmdet3d writes it: ``KittiDataset.parse_ann_info`` converts it to LiDAR
@@ -50,7 +58,8 @@ __all__ = [
     'KITTI_CLASSES', 'KITTI_CAM_CLASSES', 'SPLIT_FOLDERS',
     'split_image_prefix', 'create_kitti_infos',
     'kitti_frame_info', 'kitti_metainfo', 'project_to_image',
-    'box3d_corners_camera', 'projected_box2d', 'count_points_in_boxes'
+    'box3d_corners_camera', 'projected_box2d', 'count_points_in_boxes',
+    'kitti_difficulty', 'DIFFICULTY_RULES', 'INFO_VERSION'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -60,8 +69,10 @@ KITTI_CLASSES: Tuple[str, ...] = ('Pedestrian', 'Cyclist', 'Car', 'Van',
                                   'Truck', 'Person_sitting', 'Tram', 'Misc')
 #: Version of what :func:`create_kitti_infos` writes beyond mmdet3d's format;
 #: bumped when it changes, so that cached data is converted again (2: each
-#: ``cam_instances`` entry carries the object's ``difficulty``).
-INFO_VERSION = 2
+#: ``cam_instances`` entry carries the object's ``difficulty``; 3: and its
+#: label 2D box ``bbox_annotated``, and that difficulty follows MonoDLE's
+#: rule, see :func:`kitti_difficulty`).
+INFO_VERSION = 3
 #: Classes that get ``cam_instances`` (mmdet3d ``convert_utils``).
 KITTI_CAM_CLASSES: Tuple[str, ...] = KITTI_CLASSES
 
@@ -255,17 +266,56 @@ def count_points_in_boxes(points: np.ndarray, boxes_cam: np.ndarray,
     return inside.sum(1).astype(np.int32)
 
 
-def _difficulty(bbox: np.ndarray, occluded: np.ndarray,
-                truncated: np.ndarray) -> np.ndarray:
-    """KITTI difficulty as mmdet3d's ``add_difficulty_to_annos``.
+#: The two conventions of KITTI's difficulty levels (see
+#: :func:`kitti_difficulty`).
+DIFFICULTY_RULES = ('mmdet3d', 'monodle')
 
-    Easy: height > 40 px, occlusion 0, truncation <= 0.15; moderate: > 25
-    px, occlusion <= 1, truncation <= 0.3; hard: > 25 px, occlusion <= 2,
-    truncation <= 0.5; else -1.
+
+def kitti_difficulty(bbox: np.ndarray,
+                     occluded: np.ndarray,
+                     truncated: np.ndarray,
+                     rule: str = 'mmdet3d') -> np.ndarray:
+    """KITTI difficulty codes of labelled objects (0 easy, 1 moderate,
+    2 hard, -1 none).
+
+    Both rules use KITTI's thresholds (easy: height 40 px, occlusion 0,
+    truncation <= 0.15; moderate: 25 px, occlusion <= 1, truncation <= 0.3;
+    hard: 25 px, occlusion <= 2, truncation <= 0.5) and differ in the
+    height:
+
+    * ``'mmdet3d'`` (``add_difficulty_to_annos`` of mmdet3d's converter, as
+      KITTI's evaluation): ``y2 - y1 > threshold``;
+    * ``'monodle'`` (``Object3d.get_obj_level`` of MonoDLE's release,
+      ``lib/datasets/kitti/kitti_utils.py:34-53``, also DDML's): ``y2 - y1
+      + 1 >= threshold``, with the label box stored as float32 first (so an
+      object 39-40 px tall is easy there and moderate here, one 24-25 px
+      tall hard there and of no difficulty here). Its 'UnKnown' level is
+      code -1.
+
+    Args:
+        bbox (np.ndarray): (N, 4) label 2D boxes ``x1, y1, x2, y2``, px.
+        occluded (np.ndarray): (N, ) occlusion states (0-3).
+        truncated (np.ndarray): (N, ) truncation ratios (0-1).
+        rule (str): ``'mmdet3d'`` or ``'monodle'``. Defaults to 'mmdet3d'.
+
+    Returns:
+        np.ndarray: (N, ) int32 codes.
     """
+    if rule not in DIFFICULTY_RULES:
+        raise ValueError(f'kitti_difficulty: rule must be one of '
+                         f'{DIFFICULTY_RULES}, got {rule!r}')
     min_height, max_occ, max_trunc = (40, 25, 25), (0, 1, 2), (0.15, 0.3, 0.5)
-    height = bbox[:, 3] - bbox[:, 1]
-    masks = [(occluded <= max_occ[i]) & (height > min_height[i]) &
+    bbox = np.asarray(bbox, np.float64).reshape(-1, 4)
+    occluded = np.asarray(occluded)
+    truncated = np.asarray(truncated, np.float64)
+    if rule == 'mmdet3d':
+        height = bbox[:, 3] - bbox[:, 1]
+        tall = [height > min_height[i] for i in range(3)]
+    else:
+        box32 = bbox.astype(np.float32).astype(np.float64)
+        height = box32[:, 3] - box32[:, 1] + 1
+        tall = [height >= min_height[i] for i in range(3)]
+    masks = [(occluded <= max_occ[i]) & tall[i] &
              (truncated <= max_trunc[i]) for i in range(3)]
     diff = np.full(len(bbox), -1, np.int32)
     diff[masks[2] & ~masks[1]] = 2
@@ -370,7 +420,9 @@ def kitti_frame_info(root: PathLike,
                 label_file, f"object {i} ({o['name']}) has a negative "
                 f"dimension {o['dimensions']}; only DontCare lines may use "
                 '-1', field='dimensions')
-    difficulty = _difficulty(bbox, occ, trunc)
+    difficulty = kitti_difficulty(bbox, occ, trunc, 'mmdet3d')
+    # MonoDLE's levels, for the release's training rules (cam_instances)
+    difficulty_monodle = kitti_difficulty(bbox, occ, trunc, 'monodle')
     num_obj = sum(nm != 'DontCare' for nm in names)
     # mmdet3d numbers objects assuming DontCare lines come last.
     index = list(range(num_obj)) + [-1] * (n - num_obj)
@@ -435,9 +487,11 @@ def kitti_frame_info(root: PathLike,
                 velocity=-1,
                 center_2d=centers[i, :2].tolist(),
                 depth=float(centers[i, 2]),
-                # not in mmdet3d's cam_instances; ddml's LoadObjectDifficulty
-                # reads it (the release's min_difficulty sample rule)
-                difficulty=int(difficulty[i])))
+                # not in mmdet3d's cam_instances (module docstring): the
+                # label 2D box (LoadAnnotatedBoxes2D) and MonoDLE's level
+                # (LoadObjectDifficulty)
+                bbox_annotated=bbox[i].tolist(),
+                difficulty=int(difficulty_monodle[i])))
     info['instances'] = instances
     info['cam_instances'] = dict(CAM2=cam_instances)
     return info

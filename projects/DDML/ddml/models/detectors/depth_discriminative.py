@@ -187,10 +187,12 @@ class DepthDiscriminativeDetector(Base3DDetector):
             occlusion 0, truncation <= 0.15; moderate >= 25 px, occlusion
             <= 1, truncation <= 0.3; hard >= 25 px, occlusion <= 2,
             truncation <= 0.5. Reads ``gt_instances_3d.difficulty`` (one
-            code per object, as mmdet3d's KITTI infos write it: 0 easy,
-            1 moderate, 2 hard, -1 none; mmdet3d and the release differ at
-            the height boundary: ``y2 - y1 > 40`` vs ``y2 - y1 + 1 >=
-            40``). mmdet3d's mono3d pipeline does not carry it: use the
+            code per object: 0 easy, 1 moderate, 2 hard, -1 none; ddml's
+            converter writes the codes of ``cam_instances`` by the
+            release's height rule ``y2 - y1 + 1 >= 40``, mmdet3d's
+            ``instances`` use ``y2 - y1 > 40``:
+            ``ddml.data_tools.kitti_converter.kitti_difficulty``).
+            mmdet3d's mono3d pipeline does not carry it: use the
             info files of ddml's converter (``tools/create_data.py``) and
             the transforms of :mod:`ddml.datasets.transforms` (as the
             ``ddml-release_*`` configs do); a KeyError naming this option

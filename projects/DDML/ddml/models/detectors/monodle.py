@@ -17,11 +17,13 @@ class MonoDLE(SingleStageMono3DDetector):
     is mmdet's single-stage ``loss`` (``bbox_head.loss(extract_feat(x),
     data_samples)``), so :class:`DepthDiscriminativeDetector` can wrap it
     unchanged. ``predict`` also returns the regressed 2D boxes as
-    ``pred_instances`` (unless the head's ``test_cfg.pred_2d`` is False):
-    mmdet3d's ``KittiMetric`` then reports, besides the
-    ``pred_instances_3d`` figures (whose 2D AP uses the projected 3D
-    boxes), ``pred_instances`` 2D AP of the regressed boxes, which is what
-    MonoDLE's release writes to its KITTI result files.
+    ``pred_instances``, index-aligned with ``pred_instances_3d`` (unless
+    the head's ``test_cfg.pred_2d`` is False): mmdet3d's ``KittiMetric``
+    then reports, besides the ``pred_instances_3d`` figures (whose 2D box
+    is the projected 3D box), ``pred_instances`` 2D AP of the regressed
+    boxes; ddml's ``KittiMono3DMetric(bbox2d_source='regressed')`` writes
+    the regressed box with each 3D result, as MonoDLE's release writes its
+    KITTI result files.
 
     Args:
         backbone (dict): Backbone config.

@@ -36,6 +36,12 @@ Training follows the release (``lib/losses/centernet_loss.py``,
 * distant objects are left out (the paper's second strategy): objects
   with depth outside ``[min_depth, max_depth]`` (release: 2 m and 65 m) are
   neither drawn on the heatmap nor regressed, i.e. they are background;
+  with ``skip_unknown_difficulty`` so are the objects of no KITTI
+  difficulty (the release's 'UnKnown');
+* the 2D targets (2D offset and size, the heatmap radius) come from the
+  clipped projection of the 3D box (mmdet3d's ``gt_bboxes``) or, with
+  ``bbox2d_source='annotated'``, from the annotated 2D box (the release's
+  ``bbox2d_type: 'anno'``);
 * the 3D terms (depth, 3D offset, 3D size) skip images that were randomly
   shifted or scaled (``affine_aug`` of mmdet3d's ``RandomShiftScale`` /
   ``AffineResize``), whose depths no longer match the apparent size; the
@@ -70,7 +76,10 @@ from mmdet3d.utils import (ConfigType, InstanceList, OptConfigType,
                            OptInstanceList, OptMultiConfig)
 from ..task_modules import MonoDLECoder
 
-__all__ = ['MonoDLEHead', 'centernet_gaussian_radius', 'KITTI_MEAN_SIZES']
+__all__ = [
+    'MonoDLEHead', 'centernet_gaussian_radius', 'KITTI_MEAN_SIZES',
+    'BBOX2D_SOURCES'
+]
 
 #: Mean ``(l, h, w)`` of KITTI's Pedestrian, Cyclist and Car (mmdet3d's
 #: class order), metres: MonoDLE's ``cls_mean_size`` (release,
@@ -81,6 +90,14 @@ KITTI_MEAN_SIZES = ((0.84422524, 1.76255119, 0.66068622),
 
 #: What the scores of the regressed 2D boxes can be (``test_cfg.score_2d``).
 SCORES_2D = ('with_depth', 'heatmap')
+#: Which ground-truth 2D box the 2D targets come from (``bbox2d_source``):
+#: ``gt_instances.bboxes`` or ``gt_instances.bboxes_annotated``.
+BBOX2D_SOURCES = dict(projected='bboxes', annotated='bboxes_annotated')
+#: KITTI difficulty codes of ``gt_instances_3d.difficulty`` (ddml's
+#: converter): easy, moderate, hard; -1 is none (the release's 'UnKnown').
+_DIFFICULTY_CODES = (-1, 0, 1, 2)
+_TRANSFORMS_HINT = ('(ddml.datasets.transforms) on info files of ddml\'s '
+                    'converter (python tools/create_data.py kitti)')
 BRANCHES = ('heatmap', 'offset_2d', 'size_2d', 'depth', 'offset_3d',
             'size_3d', 'heading')
 
@@ -167,6 +184,28 @@ class MonoDLEHead(BaseMono3DDenseHead):
             of training. Defaults to 65 (release).
         skip_3d_on_affine_aug (bool): Skip the depth, 3D offset and 3D
             size terms on images with ``affine_aug`` set. Defaults to True.
+        skip_unknown_difficulty (bool): Leave out the objects of no KITTI
+            difficulty (code -1 in ``gt_instances_3d.difficulty``: under
+            25 px, truncation > 0.5 or occlusion 3, by the rule of ddml's
+            converter, MonoDLE's ``get_obj_level`` with its ``+1`` px
+            height): no heatmap peak, no term of any loss, as the release
+            (``lib/datasets/kitti/kitti_dataset.py:197``). Needs the codes
+            in the batch: ``LoadObjectDifficulty``,
+            ``AffineResizeKeepInstanceKeys`` and
+            ``Pack3DDetInputsWithDifficulty`` with ``'gt_difficulty'``
+            (``ddml.datasets.transforms``). Defaults to False (every object
+            is trained).
+        bbox2d_source (str): The ground-truth 2D box of the 2D targets
+            (2D offset, 2D size, heatmap radius): ``'projected'``,
+            ``gt_instances.bboxes`` (mmdet3d's ``cam_instances`` box, the
+            projection of the 3D box clipped to the image), or
+            ``'annotated'``, ``gt_instances.bboxes_annotated`` (label_2's
+            box; the release's ``bbox2d_type: 'anno'``,
+            ``kitti_dataset.py:31``), which needs ``LoadAnnotatedBoxes2D``,
+            ``RandomFlip3DKeepInstanceKeys``,
+            ``AffineResizeKeepInstanceKeys`` and
+            ``Pack3DDetInputsWithDifficulty`` with
+            ``'gt_bboxes_annotated'``. Defaults to 'projected'.
         min_overlap (float): Minimum IoU of the heatmap radius. Defaults
             to 0.7.
         heatmap_bias (float): Initial bias of the heatmap logits
@@ -208,6 +247,8 @@ class MonoDLEHead(BaseMono3DDenseHead):
                  min_depth: float = 2.0,
                  max_depth: float = 65.0,
                  skip_3d_on_affine_aug: bool = True,
+                 skip_unknown_difficulty: bool = False,
+                 bbox2d_source: str = 'projected',
                  min_overlap: float = 0.7,
                  heatmap_bias: float = -2.19,
                  reg_init_std: float = 0.001,
@@ -218,6 +259,10 @@ class MonoDLEHead(BaseMono3DDenseHead):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError('MonoDLEHead.num_classes must be a positive '
                              f'int, got {num_classes!r}')
+        if bbox2d_source not in BBOX2D_SOURCES:
+            raise ValueError(f'MonoDLEHead.bbox2d_source must be one of '
+                             f'{tuple(BBOX2D_SOURCES)}, got '
+                             f'{bbox2d_source!r}')
         if not min_depth < max_depth:
             raise ValueError(f'MonoDLEHead.min_depth ({min_depth}) must be '
                              f'smaller than max_depth ({max_depth})')
@@ -251,6 +296,8 @@ class MonoDLEHead(BaseMono3DDenseHead):
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.skip_3d_on_affine_aug = bool(skip_3d_on_affine_aug)
+        self.skip_unknown_difficulty = bool(skip_unknown_difficulty)
+        self.bbox2d_source = bbox2d_source
         self.min_overlap = float(min_overlap)
         self.heatmap_bias = float(heatmap_bias)
         self.reg_init_std = float(reg_init_std)
@@ -337,9 +384,11 @@ class MonoDLEHead(BaseMono3DDenseHead):
         Args:
             batch_gt_instances_3d (list[:obj:`InstanceData`]): Per image
                 ``bboxes_3d``, ``labels_3d``, ``centers_2d`` (projected 3D
-                centres, input pixels).
+                centres, input pixels) and, with
+                ``skip_unknown_difficulty``, ``difficulty``.
             batch_gt_instances (list[:obj:`InstanceData`]): Per image
-                ``bboxes`` (input pixels), index-aligned with the 3D ones.
+                ``bboxes`` (or ``bboxes_annotated``, see ``bbox2d_source``;
+                input pixels), index-aligned with the 3D ones.
             feat_shape (Sequence[int]): ``(B, C, H, W)`` of the outputs.
             batch_img_metas (list[dict]): Image metas (``affine_aug``).
             stride (tuple[float, float]): ``(stride_x, stride_y)``.
@@ -357,8 +406,8 @@ class MonoDLEHead(BaseMono3DDenseHead):
         per_image = []
         for b in range(bs):
             gt3d = batch_gt_instances_3d[b]
-            boxes_2d = batch_gt_instances[b].bboxes
             num = len(gt3d.labels_3d)
+            boxes_2d = self._boxes_2d(batch_gt_instances[b], b)
             if boxes_2d.shape[0] != num:
                 raise ValueError(
                     f'MonoDLEHead regresses 2D boxes: image {b} has {num} '
@@ -381,6 +430,8 @@ class MonoDLEHead(BaseMono3DDenseHead):
                 (cells[:, 1] >= 0) & (cells[:, 1] < feat_h) & \
                 torch.isfinite(enc['offset_2d']).all(1) & \
                 torch.isfinite(enc['size_2d']).all(1)
+            if self.skip_unknown_difficulty:
+                keep &= self._known_difficulty(gt3d, b).to(device)
             if not bool(keep.any()):
                 continue
             enc = {k: v[keep] for k, v in enc.items()}
@@ -409,6 +460,55 @@ class MonoDLEHead(BaseMono3DDenseHead):
             targets = self._empty_targets(device)
         targets['heatmap'] = heatmap
         return targets
+
+    def _boxes_2d(self, gt_instances: InstanceData, index: int) -> Tensor:
+        """The ground-truth 2D boxes of image ``index`` that
+        ``bbox2d_source`` names, shape (N, 4)."""
+        field = BBOX2D_SOURCES[self.bbox2d_source]
+        boxes = gt_instances.get(field, None)
+        if boxes is None:
+            if self.bbox2d_source == 'projected':
+                hint = ("LoadAnnotations3D with with_bbox=True and "
+                        "'gt_bboxes' in Pack3DDetInputs.keys")
+            else:
+                hint = ('LoadAnnotatedBoxes2D after LoadAnnotations3D, '
+                        'RandomFlip3DKeepInstanceKeys and '
+                        'AffineResizeKeepInstanceKeys in place of '
+                        'RandomFlip3D and AffineResize, and '
+                        "Pack3DDetInputsWithDifficulty with "
+                        f"'gt_bboxes_annotated' in its keys {_TRANSFORMS_HINT}"
+                        ", or set MonoDLEHead.bbox2d_source='projected'")
+            raise KeyError(
+                f'MonoDLEHead.bbox2d_source={self.bbox2d_source!r} reads '
+                f'gt_instances.{field}, which image {index} lacks; use '
+                f'{hint}')
+        return torch.as_tensor(boxes)
+
+    def _known_difficulty(self, gt_instances_3d: InstanceData,
+                          index: int) -> Tensor:
+        """Which objects of image ``index`` have a KITTI difficulty
+        (``skip_unknown_difficulty``), bool (N, )."""
+        codes = gt_instances_3d.get('difficulty', None)
+        if codes is None:
+            raise KeyError(
+                'MonoDLEHead.skip_unknown_difficulty=True needs the KITTI '
+                'difficulty of every object in gt_instances_3d.difficulty, '
+                f'which image {index} lacks; use LoadObjectDifficulty after '
+                'LoadAnnotations3D, AffineResizeKeepInstanceKeys in place of '
+                'AffineResize and Pack3DDetInputsWithDifficulty with '
+                f"'gt_difficulty' in its keys {_TRANSFORMS_HINT}, or set "
+                'skip_unknown_difficulty=False')
+        codes = torch.as_tensor(codes).reshape(-1).long()
+        valid = torch.zeros_like(codes, dtype=torch.bool)
+        for code in _DIFFICULTY_CODES:
+            valid |= codes == code
+        if not bool(valid.all()):
+            raise ValueError(
+                f'gt_instances_3d.difficulty of image {index} has codes '
+                f'{sorted(set(codes[~valid].tolist()))}; expected '
+                f'{_DIFFICULTY_CODES} (-1: no difficulty), as ddml\'s '
+                'converter writes them')
+        return codes >= 0
 
     def _empty_targets(self, device) -> Dict[str, Tensor]:
         zeros = dict(
