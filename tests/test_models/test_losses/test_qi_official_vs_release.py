@@ -1,5 +1,5 @@
 """``QuasiIsometricLoss(mode='official')`` against the authors' own loss
-function (issue 16, item 5).
+function (issue 16, item 5; issue 21, item 4).
 
 The release (https://github.com/mingyuShin/DDML-M3DOD) computes its
 quasi-isometric loss in ``_update_K_return_loss`` of
@@ -7,26 +7,29 @@ quasi-isometric loss in ``_update_K_return_loss`` of
 ``experiments/example/kitti_example.yaml`` (1.5, 0.5, 10), its default
 temperature 10 and its built-in weight 0.5, on descriptors of shape
 (M, C) and depth targets of shape (M, 1).  This test reads that function
-from a checkout of the release *outside* this repository (nothing of it is
-copied here), runs it and ddml's loss on the same random inputs in float32,
-and requires the values and the gradients with respect to the descriptors
-to agree.  It needs ``DDML_RELEASE_REPO`` pointing at the checkout::
+from the release's tree *outside* this repository (nothing of it is
+copied here): ``../shared/reference/DDML-M3DOD`` (commit c378da3; see
+:mod:`ddml.testing.reference`, ``DDML_REFERENCE_ROOT`` overrides the
+folder), or a checkout named by ``DDML_RELEASE_REPO``::
 
     git clone https://github.com/mingyuShin/DDML-M3DOD /tmp/DDML-M3DOD
     DDML_RELEASE_REPO=/tmp/DDML-M3DOD python -m pytest -s \\
         tests/test_models/test_losses/test_qi_official_vs_release.py
 
+It skips, with the reason, when neither is there. It runs the release's
+function and ddml's loss on the same random inputs in float32, requires
+the values and the gradients with respect to the descriptors to agree,
 and prints the largest differences and the release's commit.
 """
-import ast
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from ddml.models.losses import QuasiIsometricLoss
+from ddml.testing.reference import (load_definitions, release_commit,
+                                    require_release)
 
 RELEASE_FILE = Path('lib') / 'losses' / 'centernet_loss.py'
 RELEASE_FN = '_update_K_return_loss'
@@ -35,26 +38,12 @@ K, B, RAD, TEMPERATURE, WEIGHT = 1.5, 0.5, 10.0, 10.0, 0.5
 
 
 def _release():
-    """The release's function, compiled from its checkout, and its commit."""
-    root = os.environ.get('DDML_RELEASE_REPO')
-    if not root:
-        pytest.skip('DDML_RELEASE_REPO is not set: clone '
-                    'https://github.com/mingyuShin/DDML-M3DOD outside this '
-                    'repository and point DDML_RELEASE_REPO at it')
-    path = Path(root) / RELEASE_FILE
-    if not path.is_file():
-        pytest.skip(f'{path} does not exist: DDML_RELEASE_REPO must be a '
-                    'checkout of mingyuShin/DDML-M3DOD')
-    tree = ast.parse(path.read_text(), filename=str(path))
-    defs = [n for n in tree.body
-            if isinstance(n, ast.FunctionDef) and n.name == RELEASE_FN]
-    assert len(defs) == 1, f'{RELEASE_FN} not found in {path}'
-    namespace = {'torch': torch}
-    exec(compile(ast.Module(body=defs, type_ignores=[]), str(path), 'exec'),
-         namespace)
-    commit = subprocess.run(['git', '-C', str(root), 'rev-parse', 'HEAD'],
-                            capture_output=True, text=True).stdout.strip()
-    return namespace[RELEASE_FN], commit or 'unknown (not a git checkout)'
+    """The release's function, compiled from its tree, and its commit."""
+    override = os.environ.get('DDML_RELEASE_REPO') or None
+    require_release('ddml', override)
+    ns = load_definitions('ddml', str(RELEASE_FILE), [RELEASE_FN],
+                          root=override)
+    return getattr(ns, RELEASE_FN), release_commit('ddml', override)
 
 
 #: Pairs whose bound violation is within this of zero are avoided: the
