@@ -18,7 +18,6 @@ val_evaluator = dict(
     load_type='fov_image_based',
     cam_key='CAM_FRONT',
     info_classes=('Car', 'Pedestrian', 'Cyclist'),
-    metrics=('3d', 'let'),
     let_levels=(2, ),
     collect_device='cpu')
 test_evaluator = val_evaluator

@@ -453,3 +453,22 @@ def test_metric_registered(mmdet3d):
 
     import ddml  # noqa: F401
     assert METRICS.get('WaymoMono3DMetric') is not None
+
+
+def test_intrinsics_image_shape_follows_the_resize():
+    """AffineResize keeps cam2img of the original image (ori_shape);
+    Resize3D scales cam2img with the image (img_shape). Taking img_shape
+    after an affine resize dropped in-image predictions (ground truth fed
+    back scored AP 0.70)."""
+    from mmdet3d.structures import Det3DDataSample
+    from ddml.evaluation.waymo_metric import intrinsics_image_shape
+    affine = Det3DDataSample(metainfo=dict(
+        img_shape=(192, 288), ori_shape=(427, 640),
+        trans_mat=np.eye(3)))
+    assert tuple(intrinsics_image_shape(affine)) == (427, 640)
+    resized = Det3DDataSample(metainfo=dict(img_shape=(832, 1248),
+                                            ori_shape=(1280, 1920)))
+    assert tuple(intrinsics_image_shape(resized)) == (832, 1248)
+    assert tuple(intrinsics_image_shape(
+        dict(img_shape=(5, 6), trans_mat=np.eye(3)))) == (5, 6)
+    assert intrinsics_image_shape({}) is None

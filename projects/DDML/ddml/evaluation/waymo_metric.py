@@ -31,7 +31,7 @@ from .waymo_ap import (LEVEL_1, RANGE_BINS, TYPE_CYCLIST, TYPE_NAMES,
                        difficulty_from_num_points, waymo_3d_config,
                        waymo_let_config)
 
-__all__ = ['WaymoMono3DMetric', 'CLASS_TO_WAYMO_TYPE']
+__all__ = ['WaymoMono3DMetric', 'CLASS_TO_WAYMO_TYPE', 'intrinsics_image_shape']
 
 #: mmdet3d / KITTI-style class names -> Waymo label types.
 CLASS_TO_WAYMO_TYPE = {
@@ -89,6 +89,28 @@ def _cam_to_waymo(boxes: CameraInstance3DBoxes,
         boxes.tensor.new_tensor(cam2lidar),
         correct_yaw=True)
     return _lidar_to_waymo(lidar)
+
+
+def intrinsics_image_shape(sample) -> Optional[Sequence[int]]:
+    """The (height, width) of the image a sample's ``cam2img`` describes.
+
+    mmdet3d's ``Resize3D`` scales ``cam2img`` with the image, so it matches
+    ``img_shape``; ``AffineResize`` (SMOKE, MonoDLE) leaves ``cam2img`` as
+    it is and records ``trans_mat``, so there the intrinsics describe the
+    original image, ``ori_shape``.
+
+    Args:
+        sample (dict | Det3DDataSample): A data sample's metainfo holder.
+
+    Returns:
+        tuple | None: ``ori_shape`` after an affine resize, else
+        ``img_shape`` (None when the sample has neither).
+    """
+    if _get(sample, 'trans_mat') is not None:
+        shape = _get(sample, 'ori_shape')
+        if shape is not None:
+            return shape
+    return _get(sample, 'img_shape')
 
 
 def _in_image(boxes: CameraInstance3DBoxes, cam2img: np.ndarray,
@@ -307,9 +329,9 @@ class WaymoMono3DMetric(BaseMetric):
                 ``pred_instances_3d`` (``bboxes_3d``: Camera- or
                 LiDARInstance3DBoxes, ``scores_3d``, ``labels_3d``) and the
                 meta keys ``context_name`` and ``timestamp`` (required),
-                ``cam2img`` and
-                ``img_shape`` (optional, used together for the image
-                filter), ``lidar2cam`` (optional; else from the info).
+                ``cam2img`` and the shape of the image it describes
+                (optional, used together for the image filter; see
+                :func:`intrinsics_image_shape`), ``lidar2cam`` (optional; else from the info).
         """
         for sample in data_samples:
             pred = _get(sample, 'pred_instances_3d')
@@ -331,7 +353,7 @@ class WaymoMono3DMetric(BaseMetric):
                 info = self._load_infos().get(key)
                 lidar2cam = _get(sample, 'lidar2cam')
                 cam2img = _get(sample, 'cam2img')
-                img_shape = _get(sample, 'img_shape')
+                img_shape = intrinsics_image_shape(sample)
                 if info is not None:
                     img_info = info['images'][self.cam_key]
                     if lidar2cam is None:
