@@ -11,9 +11,17 @@ made, or the held-out ``test``, where claims are made) and reports mean ±
 std, the paired difference of every variant to the baseline (same seed)
 with a 95 % confidence interval (unadjusted: exploratory).
 
+``--dataset waymo`` runs it on the synthetic Waymo-format data of
+``tools/run_demo.py --dataset waymo`` with the Waymo demo configs
+(variants baseline, ddml, qi, dmap), evaluated with WaymoMono3DMetric:
+Vehicle LET-3D-AP / APL / APH (LEVEL_2) and AP / APH (LEVEL_1, LEVEL_2)
+take the place of KITTI's AP40 columns; data in ``data/demo_waymo``,
+results in ``work_dirs/efficacy-waymo``.
+
 ``--protocol docs/efficacy/protocol.json`` runs a pre-registered protocol
 instead (its data, split, schedule, arms and seeds; nothing else may be
-given): each run's row goes as JSON into the protocol's records folder,
+given; a protocol's ``"dataset": "waymo"`` picks the Waymo data and
+columns): each run's row goes as JSON into the protocol's records folder,
 which is also what a later session resumes from, and ``--report-only``
 writes the protocol's analysis (primary endpoints with Holm's correction)
 once its primary arms are complete, and refuses before.
@@ -42,9 +50,9 @@ import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-from run_demo import (BASELINE_CONFIG, DEFAULT_ITERS,  # noqa: E402
-                      DEFAULT_NUM_TEST, DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL,
-                      METHOD_CONFIGS)
+from run_demo import (BASELINE_CONFIG, DATASET_CONFIGS,  # noqa: E402
+                      DEFAULT_ITERS, DEFAULT_NUM_TEST, DEFAULT_NUM_TRAIN,
+                      DEFAULT_NUM_VAL, METHOD_CONFIGS)
 
 CONFIGS = dict(baseline=BASELINE_CONFIG, **METHOD_CONFIGS)
 # 24 runs at the demo's 1,200 iterations would take about 2.7 hours on 2
@@ -53,8 +61,27 @@ CONFIGS = dict(baseline=BASELINE_CONFIG, **METHOD_CONFIGS)
 # "Efficacy"). --iters 1200 is the demo's schedule.
 DEFAULT_BENCH_ITERS = 600
 # what a protocol fixes (given with --protocol: refused)
-_PROTOCOL_FIXED = ('seeds', 'iters', 'num_train', 'num_val', 'num_test',
-                   'data_seed', 'eval_split', 'data_root', 'skip_data')
+_PROTOCOL_FIXED = ('dataset', 'seeds', 'iters', 'num_train', 'num_val',
+                   'num_test', 'data_seed', 'eval_split', 'data_root',
+                   'skip_data')
+
+
+def dataset_variants(dataset: str) -> list:
+    """The variants whose config role the dataset has, in
+    ``DEFAULT_SEEDS`` order."""
+    from ddml.analysis.efficacy import DEFAULT_SEEDS, VARIANTS
+    return [v for v in DEFAULT_SEEDS
+            if VARIANTS[v][1] in DATASET_CONFIGS[dataset]]
+
+
+def check_variants(variants, dataset: str, where: str) -> None:
+    """Raise ValueError (naming ``where`` and the choices) when a variant
+    has no config for the dataset."""
+    ok = dataset_variants(dataset)
+    bad = [v for v in variants if v not in ok]
+    if bad:
+        raise ValueError(f'{where}: {" ".join(bad)} has no {dataset} '
+                         f'config; for {dataset} choose from {ok}')
 
 
 def parse_args(argv=None):
@@ -66,6 +93,11 @@ def parse_args(argv=None):
     parser.add_argument('--protocol', default=None,
                         help='run (or with --report-only, analyse) a '
                         'pre-registered protocol JSON file')
+    parser.add_argument('--dataset', choices=sorted(DATASET_CONFIGS),
+                        default=None,
+                        help='synthetic data format: kitti (default) or '
+                        'waymo (Waymo front camera, WaymoMono3DMetric '
+                        'columns); a protocol names its own')
     parser.add_argument('--variants', nargs='+', default=None,
                         choices=list(VARIANTS),
                         help='variants to run (default: '
@@ -83,9 +115,9 @@ def parse_args(argv=None):
                         help='split evaluated on: val (default; design '
                         'choices) or test (held-out; claims)')
     parser.add_argument('--data-root', default=None,
-                        help='KITTI-format root (default data/demo_kitti); '
-                        'the synthetic data is rendered there unless '
-                        '--skip-data')
+                        help='dataset root (default data/demo_kitti, '
+                        'data/demo_waymo for waymo); the synthetic data is '
+                        'rendered there unless --skip-data')
     parser.add_argument('--num-train', type=int, default=None,
                         help=f'default {DEFAULT_NUM_TRAIN}')
     parser.add_argument('--num-val', type=int, default=None,
@@ -96,7 +128,9 @@ def parse_args(argv=None):
                         help='rendering seed, default 0')
     parser.add_argument('--skip-data', action='store_true',
                         help='use --data-root as it is (e.g. real KITTI)')
-    parser.add_argument('--work-dir', default='work_dirs/efficacy')
+    parser.add_argument('--work-dir', default=None,
+                        help='default work_dirs/efficacy, '
+                        'work_dirs/efficacy-waymo for waymo')
     parser.add_argument('--parallel', type=int, default=None,
                         help='runs at the same time (default: one per core, '
                         'at most 2)')
@@ -114,15 +148,37 @@ def parse_args(argv=None):
             parser.error(f'{" ".join(given)}: the protocol '
                          f'{args.protocol} fixes these; leave them out')
     else:
-        defaults = dict(iters=DEFAULT_BENCH_ITERS, eval_split='val',
-                        data_root='data/demo_kitti',
+        from ddml.analysis.runs import demo_dataset
+        dataset = args.dataset or 'kitti'
+        defaults = dict(dataset=dataset, iters=DEFAULT_BENCH_ITERS,
+                        eval_split='val',
+                        data_root=demo_dataset(dataset).default_root,
                         num_train=DEFAULT_NUM_TRAIN, num_val=DEFAULT_NUM_VAL,
                         num_test=DEFAULT_NUM_TEST, data_seed=0,
-                        variants=list(DEFAULT_SEEDS))
+                        variants=dataset_variants(dataset))
         for key, value in defaults.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
+        try:
+            check_variants(args.variants, dataset, '--variants')
+        except ValueError as err:
+            parser.error(str(err))
+    if args.work_dir is None:
+        dataset = args.dataset or (_peek_dataset(args.protocol)
+                                   if args.protocol else 'kitti')
+        args.work_dir = 'work_dirs/efficacy' + (
+            '' if dataset == 'kitti' else f'-{dataset}')
     return args
+
+
+def _peek_dataset(protocol: str) -> str:
+    """A protocol file's dataset, for the default work dir (the file is
+    checked later, by load_protocol)."""
+    try:
+        with open(protocol) as f:
+            return str(json.load(f).get('dataset', 'kitti'))
+    except (OSError, ValueError, AttributeError):
+        return 'kitti'
 
 
 def _detach(argv, log_path: str) -> int:
@@ -142,10 +198,14 @@ def _detach(argv, log_path: str) -> int:
 
 
 def _write_report(rows, args, work_dir: str) -> str:
-    from ddml.analysis.efficacy import efficacy_report, efficacy_tables
+    from ddml.analysis.efficacy import (columns_for, efficacy_report,
+                                        efficacy_tables)
+    columns = columns_for(args.dataset)
     text = (f'iters={args.iters}, split {args.eval_split}, data '
-            f'{osp.abspath(args.data_root)}\n\n'
-            f'{efficacy_tables(rows)}\n\n{efficacy_report(rows)}\n')
+            f'{osp.abspath(args.data_root)}'
+            f'{"" if args.dataset == "kitti" else f" ({args.dataset})"}'
+            f'\n\n{efficacy_tables(rows, columns=columns)}\n\n'
+            f'{efficacy_report(rows, columns=columns)}\n')
     path = osp.join(work_dir, 'efficacy.md')
     with open(path + '.tmp', 'w') as f:
         f.write(text)
@@ -157,10 +217,17 @@ def _write_report(rows, args, work_dir: str) -> str:
 
 def _protocol_settings(args) -> dict:
     """The protocol's run settings, as the plain benchmark's arguments."""
-    from ddml.analysis.protocol import load_protocol, protocol_jobs
+    from ddml.analysis.protocol import (ProtocolError, load_protocol,
+                                        protocol_dataset, protocol_jobs)
     proto = load_protocol(args.protocol)
+    dataset = protocol_dataset(proto)
+    try:
+        check_variants(proto['arms'], dataset, f'{args.protocol}: arms')
+    except ValueError as err:
+        raise ProtocolError(str(err))
     data = proto['data']
-    return dict(proto=proto, jobs=protocol_jobs(proto, args.variants),
+    return dict(proto=proto, dataset=dataset,
+                jobs=protocol_jobs(proto, args.variants),
                 iters=proto['iters'], split=proto['split'],
                 data_root=data['root'], num_train=data['num_train'],
                 num_val=data['num_val'], num_test=data['num_test'],
@@ -210,8 +277,8 @@ def main(argv=None) -> int:
         if args.report_only:
             return _protocol_report(settings, log)
         jobs = settings['jobs']
-        for key in ('iters', 'data_root', 'num_train', 'num_val', 'num_test',
-                    'data_seed'):
+        for key in ('dataset', 'iters', 'data_root', 'num_train', 'num_val',
+                    'num_test', 'data_seed'):
             setattr(args, key, settings[key])
         args.eval_split = settings['split']
         record_dir = settings['record_dir']
@@ -234,11 +301,12 @@ def main(argv=None) -> int:
                 with open(path) as f:
                     row = json.load(f)
                 if row.get('iters') == args.iters and \
-                        row.get('split', 'val') == args.eval_split:
+                        row.get('split', 'val') == args.eval_split and \
+                        row.get('dataset', 'kitti') == args.dataset:
                     rows.append(row)
         if not rows:
-            log(f'no finished runs with --iters {args.iters} on '
-                f'{args.eval_split} in {work_dir}')
+            log(f'no finished {args.dataset} runs with --iters {args.iters} '
+                f'on {args.eval_split} in {work_dir}')
             return 1
         print(_write_report(rows, args, work_dir))
         return 0
@@ -249,6 +317,7 @@ def main(argv=None) -> int:
     for variant, _ in jobs:
         counts[variant] = counts.get(variant, 0) + 1
     log(f'efficacy{" (protocol " + args.protocol + ")" if args.protocol else ""}'
+        f'{"" if args.dataset == "kitti" else " on " + args.dataset}'
         f': {len(jobs)} runs ('
         f'{", ".join(f"{v} x{n}" for v, n in counts.items())}), '
         f'{args.iters} iterations each, evaluated on {args.eval_split}, '
@@ -256,16 +325,19 @@ def main(argv=None) -> int:
         f'load {os.getloadavg()[0]:.1f} on {cores} CPUs')
     if not args.skip_data:
         ensure_dataset(data_root, args.num_train, args.num_val,
-                       args.data_seed, log=log, num_test=args.num_test)
+                       args.data_seed, log=log, num_test=args.num_test,
+                       dataset=args.dataset)
     start = time.perf_counter()
     on_result = None if args.protocol else \
         (lambda rows: _write_report(rows, args, work_dir))
     try:
         rows = run_benchmark(
-            jobs, args.iters, work_dir, data_root, CONFIGS,
-            parallel=parallel, threads=threads, figures=args.figures,
-            log=log, on_result=on_result, split=args.eval_split,
-            record_dir=record_dir, blind=args.protocol is not None)
+            jobs, args.iters, work_dir, data_root,
+            DATASET_CONFIGS[args.dataset], parallel=parallel,
+            threads=threads, figures=args.figures, log=log,
+            on_result=on_result, split=args.eval_split,
+            record_dir=record_dir, blind=args.protocol is not None,
+            dataset=args.dataset)
         failed = 0
     except RunsFailed as err:
         rows = [r for r in err.results if r is not None]

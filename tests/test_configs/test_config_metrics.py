@@ -133,10 +133,11 @@ def _evaluate(evaluator, frames, edit=None) -> dict:
         # 2D results index-aligned with the 3D ones, as MonoDLE returns
         # them (read by KittiMono3DMetric(bbox2d_source='regressed')): here
         # the clipped projections, i.e. the boxes KittiMetric would write
+        meta = sample.metainfo
         pred.pred_instances = InstanceData(
             bboxes=project_boxes_to_image(
-                boxes, sample.metainfo['cam2img'],
-                sample.metainfo['ori_shape']),
+                boxes, meta['cam2img'],
+                meta.get('ori_shape', meta.get('img_shape'))),
             labels=labels, scores=scores)
         rank += n
         ev.process([pred])

@@ -430,7 +430,8 @@ def test_waymo_dataset_reads_it(config, waymo_root):
     assert len(train) == len(infos)
     classes = train.metainfo['classes']
     for i, info in enumerate(infos):
-        cams = info['cam_instances']['CAM_FRONT']
+        cams = [c for c in info['cam_instances']['CAM_FRONT']
+                if WAYMO_CLASSES[c['bbox_label_3d']] in classes]
         ann = train.get_data_info(i)['ann_info']
         np.testing.assert_allclose(
             ann['gt_bboxes_3d'].tensor.numpy(),
@@ -442,7 +443,14 @@ def test_waymo_dataset_reads_it(config, waymo_root):
             WAYMO_CLASSES[c['bbox_label_3d']] for c in cams)
     item = train[0]  # through the config's training pipeline
     gt = item['data_samples'].gt_instances_3d
-    assert len(gt) == len(infos[0]['cam_instances']['CAM_FRONT']) > 0
+    n_info = len([c for c in infos[0]['cam_instances']['CAM_FRONT']
+                  if WAYMO_CLASSES[c['bbox_label_3d']] in classes])
+    if any(type(t).__name__.startswith('AffineResize')
+           for t in train.pipeline.transforms):
+        # AffineResize (the demo configs) drops objects centred off the input
+        assert 0 < len(gt) <= n_info
+    else:
+        assert len(gt) == n_info > 0
     assert item['inputs']['img'].shape[0] == 3
 
     val_infos = _load(waymo_root / 'waymo_infos_val.pkl')['data_list']
@@ -452,7 +460,8 @@ def test_waymo_dataset_reads_it(config, waymo_root):
                               ann_file='waymo_infos_val.pkl')
     for i in (0, len(test) - 1):
         sample = test[i]['data_samples']
-        cams = val_infos[i]['cam_instances']['CAM_FRONT']
+        cams = [c for c in val_infos[i]['cam_instances']['CAM_FRONT']
+                if WAYMO_CLASSES[c['bbox_label_3d']] in classes]
         assert sample.metainfo['context_name'] == \
             val_infos[i]['context_name']
         np.testing.assert_allclose(
@@ -499,7 +508,7 @@ def test_waymo_metric_scores_ground_truth_one(config, waymo_root):
     res = ev.evaluate(len(dataset))
     waymo_name = dict(Car='Vehicle', Pedestrian='Pedestrian',
                       Cyclist='Cyclist')
-    assert seen == set(WAYMO_CLASSES)
+    assert seen == set(WAYMO_CLASSES) & set(classes)
     for cls in sorted(seen):
         name = waymo_name[cls]
         for level in (1, 2):

@@ -1,22 +1,25 @@
-"""The demo: synthetic KITTI-format data, a baseline and the same detector
-with the method, trained side by side, evaluated and drawn.
+"""The demo: synthetic KITTI- or Waymo-format data, a baseline and the same
+detector with the method, trained side by side, evaluated and drawn.
 
 :func:`run_demo` is what ``tools/run_demo.py`` (``make demo``) calls; the
-config paths are its arguments. Its steps:
+config paths and the dataset (``kitti`` or ``waymo``,
+:data:`ddml.analysis.runs.DEMO_DATASETS`) are its arguments. Its steps:
 
 1. render the synthetic data (:func:`ddml.analysis.runs.ensure_dataset`;
    skipped when the data root already holds it);
 2. train every model with the same seed and schedule, in parallel
    subprocesses (one thread each) when the machine has the cores;
-3. evaluate each on the val split: mmdet3d's ``KittiMetric`` (3D, BEV, 2D
-   AP40), ddml's ``CentreDistanceMetric`` (BEV centre-distance AP, depth
-   error by range), depth error of 2D-matched detections, object
+3. evaluate each on the val (or held-out test) split with the data's
+   benchmark: mmdet3d's ``KittiMetric`` (3D, BEV, 2D AP40) or ddml's
+   ``WaymoMono3DMetric`` (AP/APH LEVEL_1/2 by range, LET-3D-AP/APL/APH);
+   and for both ddml's ``CentreDistanceMetric`` (BEV centre-distance AP,
+   depth error by range), depth error of 2D-matched detections, object
    descriptor statistics, inference time;
 4. write the table (``demo_table.md``), ``demo_results.json`` and the
-   figures: training curves, a gallery of val frames (projected 3D boxes and
-   bird's-eye views of ground truth and every model), depth error against
-   distance, and per model descriptor distance against depth distance and
-   a PCA of the descriptors.
+   figures: training curves, a gallery of evaluated frames (projected 3D
+   boxes and bird's-eye views of ground truth and every model), depth
+   error against distance, and per model descriptor distance against
+   depth distance and a PCA of the descriptors.
 """
 import json
 import math
@@ -27,20 +30,11 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ['DEMO_TABLE_ROWS', 'demo_table', 'demo_figures', 'run_demo']
+__all__ = ['DEMO_TABLE_ROWS', 'WAYMO_DEMO_TABLE_ROWS', 'TABLE_ROWS',
+           'TABLE_NOTES', 'demo_table', 'demo_figures', 'run_demo']
 
-#: (title, row keys, digits) of the demo table, in order.
-DEMO_TABLE_ROWS = [
-    ('Car AP3D  E/M/H  IoU 0.7', ['AP3D_easy', 'AP3D_mod', 'AP3D_hard'], 2),
-    ('Car AP3D  E/M/H  IoU 0.5',
-     ['AP3D_easy_loose', 'AP3D_mod_loose', 'AP3D_hard_loose'], 2),
-    ('Car APBEV E/M/H  IoU 0.7', ['APBEV_easy', 'APBEV_mod', 'APBEV_hard'],
-     2),
-    ('Car APBEV E/M/H  IoU 0.5',
-     ['APBEV_easy_loose', 'APBEV_mod_loose', 'APBEV_hard_loose'], 2),
-    ('Car AP2D  E/M/H  IoU 0.7', ['AP2D_easy', 'AP2D_mod', 'AP2D_hard'], 2),
-    ('Car AP2D  E/M/H, own 2D boxes',
-     ['AP2Dreg_easy', 'AP2Dreg_mod', 'AP2Dreg_hard'], 2),
+#: Rows of both tables: centre distance, depth error, cost, descriptors.
+_SHARED_ROWS = [
     ('Car centre-dist AP 0.5/1/2/4 m',
      ['cd_Car_AP_0.5m', 'cd_Car_AP_1.0m', 'cd_Car_AP_2.0m',
       'cd_Car_AP_4.0m'], 3),
@@ -60,6 +54,71 @@ DEMO_TABLE_ROWS = [
     ('pairs inside bounds (%)', ['frac_inside'], 1),
 ]
 
+#: (title, row keys, digits) of the KITTI demo table, in order.
+DEMO_TABLE_ROWS = [
+    ('Car AP3D  E/M/H  IoU 0.7', ['AP3D_easy', 'AP3D_mod', 'AP3D_hard'], 2),
+    ('Car AP3D  E/M/H  IoU 0.5',
+     ['AP3D_easy_loose', 'AP3D_mod_loose', 'AP3D_hard_loose'], 2),
+    ('Car APBEV E/M/H  IoU 0.7', ['APBEV_easy', 'APBEV_mod', 'APBEV_hard'],
+     2),
+    ('Car APBEV E/M/H  IoU 0.5',
+     ['APBEV_easy_loose', 'APBEV_mod_loose', 'APBEV_hard_loose'], 2),
+    ('Car AP2D  E/M/H  IoU 0.7', ['AP2D_easy', 'AP2D_mod', 'AP2D_hard'], 2),
+    ('Car AP2D  E/M/H, own 2D boxes',
+     ['AP2Dreg_easy', 'AP2Dreg_mod', 'AP2Dreg_hard'], 2),
+] + _SHARED_ROWS
+
+#: WaymoMono3DMetric's range bins (its ``Range_<bin>`` keys).
+_WAYMO_RANGES = ('0-30m', '30-50m', '50m-inf')
+
+
+def _waymo(level: int, name: str, rng: Optional[str] = None,
+           cls: str = 'Vehicle') -> str:
+    """A row key: the ``WaymoMono3DMetric`` figure as it reports it."""
+    where = f'Range_{rng}/' if rng else ''
+    return f'Waymo/{cls}/LEVEL_{level}/{where}{name}'
+
+
+#: (title, row keys, digits) of the Waymo demo table (Vehicle, the demo's
+#: one class), in order: WaymoMono3DMetric's figures (0-1) in place of
+#: KITTI's AP40, then the rows both tables share.
+WAYMO_DEMO_TABLE_ROWS = [
+    ('Vehicle LET-3D-AP/APL/APH  L2',
+     [_waymo(2, 'LET-AP'), _waymo(2, 'LET-APL'), _waymo(2, 'LET-APH')], 3),
+    ('Vehicle LET-3D-AP  0-30/30-50/50+ m',
+     [_waymo(2, 'LET-AP', r) for r in _WAYMO_RANGES], 3),
+    ('Vehicle 3D AP/APH  L1  IoU 0.7',
+     [_waymo(1, 'AP'), _waymo(1, 'APH')], 3),
+    ('Vehicle 3D AP/APH  L2  IoU 0.7',
+     [_waymo(2, 'AP'), _waymo(2, 'APH')], 3),
+    ('Vehicle 3D AP L1  0-30/30-50/50+ m',
+     [_waymo(1, 'AP', r) for r in _WAYMO_RANGES], 3),
+] + _SHARED_ROWS
+
+#: The table of each dataset of :data:`ddml.analysis.runs.DEMO_DATASETS`.
+TABLE_ROWS = dict(kitti=DEMO_TABLE_ROWS, waymo=WAYMO_DEMO_TABLE_ROWS)
+
+#: What the figures of each table are, and for Waymo which are left out.
+TABLE_NOTES = dict(
+    kitti=('AP: KITTI AP40 of Car in %, strict IoU 0.7 and loose IoU 0.5 '
+           '(E/M/H = easy/moderate/hard); centre-dist: nuScenes-style AP '
+           'matching by BEV centre distance (0-1), and |z_pred - z_gt| of '
+           'those matched within 2 m by ground-truth range; depth MAE: '
+           'detections matched by 2D IoU >= 0.5 (all classes); Spearman / '
+           'in-bounds: object descriptor distance vs depth distance over val '
+           'object pairs.'),
+    waymo=('Waymo figures (0-1) of WaymoMono3DMetric (no TensorFlow) on the '
+           'front camera: 3D AP / APH (heading-weighted) at IoU 0.7, LEVEL_1 '
+           '/ LEVEL_2 (at most 5 LiDAR points on the box) and by distance to '
+           'the vehicle; LET-3D-AP / APL / APH: the camera-only challenge\'s '
+           'longitudinal-error-tolerant matching (IoU 0.5 after sliding the '
+           'prediction along the line of sight by up to 10 % of its range, '
+           '>= 0.5 m), LEVEL_2. centre-dist, depth error, depth MAE, '
+           'Spearman / in-bounds: as for KITTI, on the front camera\'s labels '
+           '(cam_instances). Left out on Waymo: KITTI AP40 (3D / BEV / 2D, '
+           'easy / moderate / hard are KITTI\'s difficulty levels; '
+           'KittiMetric) and the 2D AP of the regressed 2D boxes.'))
+
 _PERCENT_KEYS = ('frac_inside', )
 
 
@@ -78,21 +137,28 @@ def _diff(b, a, digits: int) -> str:
     return f'{d:+.{digits}f}'
 
 
-def demo_table(rows: Sequence[Mapping], markdown: bool = False) -> str:
+def demo_table(rows: Sequence[Mapping], markdown: bool = False,
+               dataset: str = 'kitti') -> str:
     """Metrics as rows, models as columns, plus the difference of the
     second model to the first when there are two.
 
     Args:
         rows (Sequence[Mapping]): One dict per model (``name`` and the keys
-            of :data:`DEMO_TABLE_ROWS`; missing keys print as ``-``).
+            of the dataset's rows; missing keys print as ``-``).
         markdown (bool): GitHub markdown instead of plain text.
+        dataset (str): Whose rows (:data:`TABLE_ROWS`): ``kitti``
+            (:data:`DEMO_TABLE_ROWS`) or ``waymo``
+            (:data:`WAYMO_DEMO_TABLE_ROWS`). Defaults to 'kitti'.
 
     Returns:
         str: The table.
     """
     from .demo_report import format_table
+    if dataset not in TABLE_ROWS:
+        raise ValueError(f'no demo table for dataset {dataset!r}; choose '
+                         f'from {sorted(TABLE_ROWS)}')
     lines = []
-    for title, keys, digits in DEMO_TABLE_ROWS:
+    for title, keys, digits in TABLE_ROWS[dataset]:
         cells = [title]
         values = []
         for r in rows:
@@ -112,15 +178,16 @@ def demo_table(rows: Sequence[Mapping], markdown: bool = False) -> str:
 
 
 def _pick_frames(results: Sequence[Mapping], infos: Sequence[Mapping],
-                 num: int) -> List[int]:
-    """Val frames for the gallery: those with the most Car ground truth
-    within 30 m (ties: the lowest index), spread over the split."""
+                 num: int, dataset: str = 'kitti') -> List[int]:
+    """Frames for the gallery: those with the most labelled objects within
+    30 m (ties: the lowest index), spread over the split."""
+    from .runs import demo_dataset
+    spec = demo_dataset(dataset)
     counts = []
     for r in results:
         info = infos[r['sample_idx']]
-        n = sum(1 for inst in info.get('instances', [])
-                if inst.get('bbox_label_3d', -1) >= 0 and
-                inst['bbox_3d'][2] < 30.0)
+        n = sum(1 for inst in spec.camera_instances(info)
+                if inst['bbox_3d'][2] < 30.0)
         counts.append(n)
     order = np.argsort(-np.asarray(counts), kind='stable')
     return sorted(int(i) for i in order[:num])
@@ -132,7 +199,8 @@ def demo_figures(rows: Sequence[Mapping],
                  fig_dir: str,
                  num_frames: int = 3,
                  score_thr: float = 0.0,
-                 split: str = 'val') -> List[str]:
+                 split: str = 'val',
+                 dataset: str = 'kitti') -> List[str]:
     """The gallery of evaluated frames and depth error against distance.
 
     Args:
@@ -147,6 +215,10 @@ def demo_figures(rows: Sequence[Mapping],
             detector returns after its own test-time threshold).
         split (str): The info split (``val`` or the held-out ``test``).
             Defaults to 'val'.
+        dataset (str): The data's format (``kitti`` or ``waymo``): its
+            camera, image folders and labels
+            (:func:`ddml.analysis.detection_figures.frame_from_info`).
+            Defaults to 'kitti'.
 
     Returns:
         list[str]: The PNG paths.
@@ -160,13 +232,11 @@ def demo_figures(rows: Sequence[Mapping],
     paths = []
     results = {r['name']: {res['sample_idx']: res for res in r['_results']}
                for r in rows}
-    picked = _pick_frames(rows[0]['_results'], infos, num_frames)
+    picked = _pick_frames(rows[0]['_results'], infos, num_frames, dataset)
     frames = []
     for i in picked:
         idx = rows[0]['_results'][i]['sample_idx']
-        frame = frame_from_info(infos[idx], data_root, split)
-        frame['title'] = osp.basename(
-            infos[idx]['images']['CAM2']['img_path'])
+        frame = frame_from_info(infos[idx], data_root, split, dataset)
         frame['preds'] = {}
         for name in names:
             pred = results[name][idx]['pred_instances_3d']
@@ -176,7 +246,7 @@ def demo_figures(rows: Sequence[Mapping],
     if frames:
         paths.append(detection_gallery(
             frames, names, osp.join(fig_dir, f'{split}_gallery.png'),
-            score_thr=score_thr))
+            score_thr=score_thr, title=f'{split} frames'))
     matches = {}
     for r in rows:
         pairs = [m for m in r['_matches'] if m['name'] == 'Car']
@@ -201,7 +271,8 @@ def run_demo(configs: Mapping[str, str],
              skip_train: bool = False,
              log: Callable[[str], None] = print,
              num_test: int = 0,
-             eval_split: str = 'val') -> Dict:
+             eval_split: str = 'val',
+             dataset: str = 'kitti') -> Dict:
     """Render, train, evaluate and draw (see the module docstring).
 
     Args:
@@ -225,9 +296,13 @@ def run_demo(configs: Mapping[str, str],
             into ``testing/``. Defaults to 0.
         eval_split (str): The split evaluated on: ``val`` (where the demo
             was designed) or the held-out ``test``. Defaults to 'val'.
+        dataset (str): The synthetic data's format, a key of
+            :data:`ddml.analysis.runs.DEMO_DATASETS` (``kitti`` or
+            ``waymo``); the configs must read it. Defaults to 'kitti'.
 
     Returns:
-        dict: ``rows`` (per model), ``table`` (plain text), ``figures``
+        dict: ``rows`` (per model), ``table`` (plain text), ``notes``
+        (what the table's figures are, :data:`TABLE_NOTES`), ``figures``
         (paths), ``timings`` (seconds per step).
     """
     import torch
@@ -236,8 +311,10 @@ def run_demo(configs: Mapping[str, str],
         train_seconds_per_iter
     from .model_eval import evaluate_run
     from .plots import plot_training_curves
-    from .runs import ensure_dataset, schedule_options, train_runs
+    from .runs import (demo_dataset, ensure_dataset, schedule_options,
+                       train_runs)
 
+    spec = demo_dataset(dataset)
     t_start = time.perf_counter()
     cores = os.cpu_count() or 1
     names = list(configs)
@@ -263,10 +340,10 @@ def run_demo(configs: Mapping[str, str],
         f'(load average {load:.1f} on {cores} CPUs); work dir {work_dir}')
     timings = {}
 
-    log(f'\n[1/{steps}] synthetic KITTI-format data')
+    log(f'\n[1/{steps}] synthetic {spec.title}-format data')
     t0 = time.perf_counter()
     if skip_data:
-        infos = osp.join(data_root, f'kitti_infos_{eval_split}.pkl')
+        infos = spec.info_file(data_root, eval_split)
         if not osp.isfile(infos):
             raise FileNotFoundError(
                 f'--skip-data: {infos} not found; run without --skip-data '
@@ -274,7 +351,7 @@ def run_demo(configs: Mapping[str, str],
         log(f'data: using {data_root} as it is')
     else:
         ensure_dataset(data_root, num_train, num_val, seed, log=log,
-                       num_test=num_test)
+                       num_test=num_test, dataset=dataset)
     timings['data_s'] = time.perf_counter() - t0
 
     log(f'\n[2/{steps}] training {" and ".join(names)} '
@@ -323,23 +400,25 @@ def run_demo(configs: Mapping[str, str],
         {r['name']: r['_scalars'] for r in rows},
         osp.join(fig_dir, 'training_curves.png'), smooth=1)]
     figures += demo_figures(
-        rows, osp.join(data_root, f'kitti_infos_{eval_split}.pkl'),
-        data_root, fig_dir, split=eval_split)
+        rows, spec.info_file(data_root, eval_split), data_root, fig_dir,
+        split=eval_split, dataset=dataset)
     for r in rows:
         figures += r['figures']
     timings['report_s'] = time.perf_counter() - t0
     timings['total_s'] = time.perf_counter() - t_start
-    table = demo_table(rows)
+    table = demo_table(rows, dataset=dataset)
     clean = [{k: v for k, v in r.items() if not k.startswith('_')}
              for r in rows]
     with open(osp.join(work_dir, 'demo_table.md'), 'w') as f:
-        f.write(demo_table(clean, markdown=True) + '\n')
+        f.write(demo_table(clean, markdown=True, dataset=dataset) + '\n\n' +
+                TABLE_NOTES[dataset] + '\n')
     with open(osp.join(work_dir, 'demo_results.json'), 'w') as f:
-        json.dump(dict(configs=dict(configs), iters=iters,
+        json.dump(dict(dataset=dataset, configs=dict(configs), iters=iters,
                        num_train=num_train, num_val=num_val,
                        num_test=num_test, eval_split=eval_split, seed=seed,
                        threads=threads, parallel=parallel, rows=clean,
                        timings=timings), f, indent=1,
                   default=lambda o: o.tolist()
                   if isinstance(o, np.ndarray) else str(o))
-    return dict(rows=clean, table=table, figures=figures, timings=timings)
+    return dict(rows=clean, table=table, notes=TABLE_NOTES[dataset],
+                figures=figures, timings=timings)

@@ -1,5 +1,6 @@
-"""Pictures of detections: val images and bird's-eye views with ground truth
-and the boxes of several models, and depth error against distance.
+"""Pictures of detections: evaluated images and bird's-eye views with ground
+truth and the boxes of several models, and depth error against distance,
+for the demo's KITTI- and Waymo-format data (:func:`frame_from_info`).
 
 The boxes are drawn with mmdet3d's own ``Det3DLocalVisualizer``
 (``draw_proj_bboxes_3d`` on the image, ``draw_bev_bboxes`` on a
@@ -10,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data_tools.kitti_converter import split_image_prefix
+from .runs import demo_dataset
 
 __all__ = ['MODEL_COLOURS', 'GT_COLOUR', 'detection_gallery',
            'plot_depth_error_vs_distance', 'binned_depth_errors',
@@ -87,7 +88,8 @@ def detection_gallery(frames: Sequence[Mapping],
                       score_thr: float = 0.0,
                       max_depth: float = 60.0,
                       half_width: float = 20.0,
-                      px_per_m: float = 8.0) -> str:
+                      px_per_m: float = 8.0,
+                      title: str = 'val frames') -> str:
     """Per frame, the image with ground truth and each model's projected 3D
     boxes (one panel per model, stacked) and, beside them, a bird's-eye
     view with all of them.
@@ -108,6 +110,8 @@ def detection_gallery(frames: Sequence[Mapping],
         half_width (float): Lateral range of the bird's-eye view, +-metres.
             Defaults to 20.
         px_per_m (float): Bird's-eye-view resolution. Defaults to 8.
+        title (str): What the frames are (the figure's title starts with
+            it). Defaults to 'val frames'.
 
     Returns:
         str: ``out_path``.
@@ -163,7 +167,7 @@ def detection_gallery(frames: Sequence[Mapping],
     fig.legend(handles=handles, loc='lower center', ncol=len(handles),
                fontsize=8, frameon=False)
     shown_thr = f' with score >= {score_thr:g}' if score_thr > 0 else ''
-    fig.suptitle(f'val frames: projected 3D boxes{shown_thr} and '
+    fig.suptitle(f'{title}: projected 3D boxes{shown_thr} and '
                  'bird\'s-eye view', fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     return _save(fig, out_path)
@@ -258,35 +262,46 @@ def plot_depth_error_vs_distance(
 
 
 def frame_from_info(info: Mapping, data_root: str,
-                    split: str = 'val') -> Dict:
+                    split: str = 'val', dataset: str = 'kitti') -> Dict:
     """Image, camera matrix and ground-truth boxes of one mmdet3d v2 info.
 
     Args:
         info (Mapping): One entry of an info file's ``data_list``.
-        data_root (str): Dataset root (images under
-            ``training/image_2``, or ``testing/image_2`` for ``test``).
+        data_root (str): Dataset root (images under the split's folder:
+            KITTI's ``training/image_2`` or ``testing/image_2`` for
+            ``test``; Waymo's ``training/image_0`` or ``testing/image_0``).
         split (str): The info split the entry comes from. Defaults to
             'val'.
+        dataset (str): The format (a key of
+            :data:`ddml.analysis.runs.DEMO_DATASETS`): which camera, image
+            folder and labels. Defaults to 'kitti'.
 
     Returns:
-        dict: ``image``, ``cam2img``, ``gt`` (``CameraInstance3DBoxes``),
-        ``sample_idx``. DontCare objects (label -1) are left out.
+        dict: ``image``, ``cam2img``, ``gt`` (``CameraInstance3DBoxes``:
+        KITTI's ``instances``, Waymo's ``cam_instances`` of the camera),
+        ``sample_idx`` and ``title`` (the image file, or Waymo's
+        ``context_name/timestamp``). DontCare objects (label -1) are left
+        out.
     """
     import torch
     from PIL import Image
 
     from mmdet3d.structures import CameraInstance3DBoxes
-    cam = info['images']['CAM2']
+    spec = demo_dataset(dataset)
+    cam = info['images'][spec.cam_key]
     path = cam['img_path']
     if not osp.isabs(path):
-        path = osp.join(data_root, split_image_prefix(split),
-                        osp.basename(path))
+        path = osp.join(data_root, spec.image_dir(split), osp.basename(path))
     image = np.asarray(Image.open(path).convert('RGB'))
     boxes: List[List[float]] = [
-        inst['bbox_3d'] for inst in info.get('instances', [])
-        if inst.get('bbox_label_3d', -1) >= 0
+        inst['bbox_3d'] for inst in spec.camera_instances(info)
     ]
     gt = CameraInstance3DBoxes(
         torch.tensor(boxes, dtype=torch.float32).reshape(-1, 7))
-    return dict(image=image, cam2img=np.asarray(cam['cam2img']), gt=gt,
-                sample_idx=info.get('sample_idx'))
+    # (3, 4) (Waymo's infos) -> (4, 4): mmdet3d's drawing takes 3x3 or 4x4
+    cam2img = np.asarray(cam['cam2img'], dtype=np.float64)
+    if cam2img.shape == (3, 4):
+        cam2img = np.vstack([cam2img, [0.0, 0.0, 0.0, 1.0]])
+    return dict(image=image, cam2img=cam2img, gt=gt,
+                sample_idx=info.get('sample_idx'),
+                title=spec.frame_title(info))

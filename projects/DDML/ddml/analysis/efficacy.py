@@ -1,6 +1,7 @@
 """Efficacy benchmark: paired seeds x {baseline, DDML (ours), DDML as
 released, QI loss only, depth-map head only, MetricDepth} on the demo's
-data and schedule.
+data and schedule, KITTI- or Waymo-format (``dataset``; each has its
+columns, :data:`COLUMNS_BY_DATASET`).
 
 Every variant is one of the demo configs (paths given by the caller, by
 role: ``baseline``, ``ddml``, ``ddml-release``, ``metricdepth``) with
@@ -28,9 +29,11 @@ import numpy as np
 from .demo_report import find_scalars, format_table, read_scalars, \
     train_seconds_per_iter
 
-__all__ = ['VARIANTS', 'DEFAULT_SEEDS', 'COLUMNS', 'benchmark_jobs',
-           'record_path', 'run_one', 'run_benchmark', 'aggregate', 'paired_differences',
-           'efficacy_tables', 'efficacy_report', 'loss_magnitudes']
+__all__ = ['VARIANTS', 'DEFAULT_SEEDS', 'COLUMNS', 'WAYMO_COLUMNS',
+           'COLUMNS_BY_DATASET', 'columns_for', 'benchmark_jobs',
+           'record_path', 'run_one', 'run_benchmark', 'aggregate',
+           'paired_differences', 'efficacy_tables', 'efficacy_report',
+           'loss_magnitudes']
 
 #: name -> (title, config role, extra --cfg-options)
 VARIANTS = OrderedDict([
@@ -50,13 +53,9 @@ DEFAULT_SEEDS = OrderedDict([
     ('dmap', [0, 1, 2]), ('metricdepth', [0, 1, 2]),
 ])
 
-#: (column title, row key, scale, digits, higher is better)
-COLUMNS = [
-    ('Car AP3D mod 0.5', 'AP3D_mod_loose', 1, 2, True),
-    ('Car APBEV mod 0.5', 'APBEV_mod_loose', 1, 2, True),
-    ('Car AP3D mod 0.7', 'AP3D_mod', 1, 2, True),
-    ('Car AP2D mod 0.7', 'AP2D_mod', 1, 2, True),
-    ('Car AP2D mod 0.7, own 2D boxes', 'AP2Dreg_mod', 1, 2, True),
+#: Columns of both datasets: centre distance, depth error, descriptors,
+#: cost.
+_SHARED_COLUMNS = [
     ('Car centre-dist mAP', 'cd_Car_mAP', 1, 3, True),
     ('Car centre-dist AP 1 m', 'cd_Car_AP_1.0m', 1, 3, True),
     ('depth err 0-20 m', 'cd_depth_abs_err_0-20m', 1, 3, False),
@@ -67,6 +66,62 @@ COLUMNS = [
     ('in bounds %', 'frac_inside', 100, 1, True),
     ('CPU s/it', 'train_cpu_s_per_iter', 1, 2, False),
 ]
+#: (column title, row key, scale, digits, higher is better) of the KITTI
+#: benchmark.
+COLUMNS = [
+    ('Car AP3D mod 0.5', 'AP3D_mod_loose', 1, 2, True),
+    ('Car APBEV mod 0.5', 'APBEV_mod_loose', 1, 2, True),
+    ('Car AP3D mod 0.7', 'AP3D_mod', 1, 2, True),
+    ('Car AP2D mod 0.7', 'AP2D_mod', 1, 2, True),
+    ('Car AP2D mod 0.7, own 2D boxes', 'AP2Dreg_mod', 1, 2, True),
+] + _SHARED_COLUMNS
+#: The same for Waymo: WaymoMono3DMetric's Vehicle figures (0-1; the row
+#: keys are the metric's names) in place of KITTI's AP40.
+WAYMO_COLUMNS = [
+    ('Vehicle LET-3D-AP L2', 'Waymo/Vehicle/LEVEL_2/LET-AP', 1, 3, True),
+    ('Vehicle LET-3D-APL L2', 'Waymo/Vehicle/LEVEL_2/LET-APL', 1, 3, True),
+    ('Vehicle LET-3D-APH L2', 'Waymo/Vehicle/LEVEL_2/LET-APH', 1, 3, True),
+    ('Vehicle AP L1', 'Waymo/Vehicle/LEVEL_1/AP', 1, 3, True),
+    ('Vehicle APH L1', 'Waymo/Vehicle/LEVEL_1/APH', 1, 3, True),
+    ('Vehicle AP L2', 'Waymo/Vehicle/LEVEL_2/AP', 1, 3, True),
+] + _SHARED_COLUMNS
+#: The columns of each dataset (``dataset`` of the rows and protocols).
+COLUMNS_BY_DATASET = OrderedDict([('kitti', COLUMNS),
+                                  ('waymo', WAYMO_COLUMNS)])
+#: Row keys of the one-line progress summary of a finished run.
+_PROGRESS = dict(
+    kitti=[('AP3D mod 0.5', 'AP3D_mod_loose', 2),
+           ('centre-dist mAP', 'cd_Car_mAP', 3)],
+    waymo=[('Vehicle LET-3D-AP', 'Waymo/Vehicle/LEVEL_2/LET-AP', 3),
+           ('LET-3D-APL', 'Waymo/Vehicle/LEVEL_2/LET-APL', 3),
+           ('centre-dist mAP', 'cd_Car_mAP', 3)])
+
+
+def columns_for(what) -> List[Tuple]:
+    """The columns of a dataset, or of result rows.
+
+    Args:
+        what (str | Sequence[dict]): A dataset name (a key of
+            :data:`COLUMNS_BY_DATASET`) or rows of :func:`run_one` (their
+            ``dataset``; rows without one are KITTI's).
+
+    Returns:
+        list[tuple]: ``(title, key, scale, digits, higher is better)``.
+
+    Raises:
+        ValueError: For an unknown dataset or rows of several datasets.
+    """
+    if isinstance(what, str):
+        if what not in COLUMNS_BY_DATASET:
+            raise ValueError(f'unknown dataset {what!r}; choose from '
+                             f'{list(COLUMNS_BY_DATASET)}')
+        return COLUMNS_BY_DATASET[what]
+    datasets = sorted({r.get('dataset', 'kitti') for r in what})
+    if len(datasets) > 1:
+        raise ValueError(f'rows of several datasets {datasets} cannot be '
+                         'compared; tabulate each on its own')
+    return columns_for(datasets[0] if datasets else 'kitti')
+
 
 _EVAL_LOCK = threading.Lock()  # evaluations (matplotlib, loggers) in turn
 
@@ -121,7 +176,8 @@ def run_one(variant: str,
             figures: bool = True,
             threads: Optional[int] = None,
             split: str = 'val',
-            record_dir: Optional[str] = None) -> Dict:
+            record_dir: Optional[str] = None,
+            dataset: str = 'kitti') -> Dict:
     """Train and evaluate one (variant, seed), or load its cached result.
 
     Args:
@@ -141,10 +197,14 @@ def run_one(variant: str,
             defaults to ``<work_dir>/<variant>/seed<k>/result.json``. A
             record with the same iterations, config, split and data
             manifest is the cache: the run is not trained again.
+        dataset (str): The data's format (``kitti`` or ``waymo``; the
+            configs must read it), recorded in the row. Defaults to
+            'kitti'.
 
     Returns:
-        dict: The evaluation row plus ``variant``, ``seed``, ``iters``,
-        ``split``, ``data`` (the data root's manifest, None for data not
+        dict: The evaluation row plus ``dataset``, ``variant``, ``seed``,
+        ``iters``, ``split``, ``data`` (the data root's manifest, None for
+        data not
         rendered here) and ``data_seed``, ``commit`` (the code's git
         commit), training times and loss magnitudes.
     """
@@ -181,7 +241,8 @@ def run_one(variant: str,
     scalars_path = find_scalars(run_dir)
     scalars = read_scalars(scalars_path) if scalars_path else {}
     row.update(
-        variant=variant, seed=seed, iters=iters, config=config,
+        dataset=dataset, variant=variant, seed=seed, iters=iters,
+        config=config,
         cfg_options=extra, split=split, data=data,
         data_seed=data.get('seed') if data else None,
         commit=code_version(), train_wall_s=info['wall_s'],
@@ -212,7 +273,8 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
                   on_result: Optional[Callable[[List[Dict]], None]] = None,
                   split: str = 'val',
                   record_dir: Optional[str] = None,
-                  blind: bool = False) -> List[Dict]:
+                  blind: bool = False,
+                  dataset: str = 'kitti') -> List[Dict]:
     """:func:`run_one` for every job, ``parallel`` at a time
     (:func:`ddml.analysis.runs.run_parallel` and its failure policy).
 
@@ -235,6 +297,8 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
         blind (bool): Progress lines without metric values (a protocol's
             confirmatory run is analysed only when complete). Defaults to
             False.
+        dataset (str): The data's format (``kitti`` or ``waymo``).
+            Defaults to 'kitti'.
 
     Returns:
         list[dict]: Rows in the order of ``jobs``.
@@ -256,7 +320,7 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
             row = run_one(variant, seed, iters, work_dir, data_root,
                           configs, log=job_log, figures=figures,
                           threads=threads, split=split,
-                          record_dir=record_dir)
+                          record_dir=record_dir, dataset=dataset)
             row['_seconds'] = time.perf_counter() - t0
             return row
         return fn
@@ -264,10 +328,11 @@ def run_benchmark(jobs: Sequence[Tuple[str, int]],
     def finished(name: str, row: Dict) -> None:
         seconds = row.pop('_seconds')
         done[name] = row
-        text = '' if blind else (
-            f': AP3D mod 0.5 {_num(row.get("AP3D_mod_loose")):.2f}, '
-            f'centre-dist mAP {_num(row.get("cd_Car_mAP")):.3f}, depth err '
-            f'0-20 m {_num(row.get("cd_depth_abs_err_0-20m")):.2f} m')
+        text = '' if blind else (': ' + ', '.join(
+            f'{title} {_num(row.get(key)):.{digits}f}'
+            for title, key, digits in _PROGRESS[dataset]) +
+            f', depth err 0-20 m '
+            f'{_num(row.get("cd_depth_abs_err_0-20m")):.2f} m')
         log(f'done {name} ({len(done)}/{len(jobs)}) in {seconds:.0f} s'
             f'{text}; elapsed {(time.perf_counter() - start) / 60:.0f} min')
         if on_result is not None:
@@ -329,7 +394,7 @@ def paired_differences(rows: Sequence[Dict],
         rows (Sequence[dict]): Result rows (``variant``, ``seed``, keys).
         baseline (str): The reference variant. Defaults to 'baseline'.
         keys (Sequence[str], optional): Keys to compare; defaults to the
-            :data:`COLUMNS` keys.
+            keys of the rows' columns (:func:`columns_for`).
         confidence (float): Two-sided level. Defaults to 0.95.
 
     Returns:
@@ -338,7 +403,8 @@ def paired_differences(rows: Sequence[Dict],
         two pairs) and ``outside`` (True when 0 lies outside the interval).
     """
     from scipy import stats as st
-    keys = list(keys) if keys is not None else [c[1] for c in COLUMNS]
+    keys = list(keys) if keys is not None else \
+        [c[1] for c in columns_for(rows)]
     by = {}
     for r in rows:
         by.setdefault(r['variant'], {})[int(r['seed'])] = r
@@ -392,7 +458,8 @@ def _title(variant: str) -> str:
     return VARIANTS[variant][0] if variant in VARIANTS else variant
 
 
-def efficacy_tables(rows: Sequence[Dict], markdown: bool = True) -> str:
+def efficacy_tables(rows: Sequence[Dict], markdown: bool = True,
+                    columns: Optional[Sequence[Tuple]] = None) -> str:
     """Three tables: mean ± std over seeds per variant; paired differences
     to the baseline with 95 % intervals (``*``: 0 lies outside); the final
     logged losses.
@@ -400,30 +467,33 @@ def efficacy_tables(rows: Sequence[Dict], markdown: bool = True) -> str:
     Args:
         rows (Sequence[dict]): Result rows of :func:`run_one`.
         markdown (bool): GitHub markdown instead of plain text.
+        columns (Sequence[tuple], optional): Defaults to the rows' dataset's
+            (:func:`columns_for`).
 
     Returns:
         str: The tables, separated by blank lines.
     """
+    columns = list(columns) if columns is not None else columns_for(rows)
     agg = aggregate(rows)
-    header = ['variant', 'seeds'] + [c[0] for c in COLUMNS]
+    header = ['variant', 'seeds'] + [c[0] for c in columns]
     table_rows = []
     for variant, stats in agg.items():
         table_rows.append(
             [_title(variant), ' '.join(map(str, stats['_seeds']))] +
             [_pm(stats.get(key), scale, digits)
-             for _, key, scale, digits, _ in COLUMNS])
+             for _, key, scale, digits, _ in columns])
     parts = [format_table(header, table_rows, markdown=markdown)]
-    diffs = paired_differences(rows)
+    diffs = paired_differences(rows, keys=[c[1] for c in columns])
     if diffs:
         drows = []
         for variant, per_key in diffs.items():
             n = max((v['n'] for v in per_key.values()), default=0)
             drows.append([_title(variant), str(n)] + [
                 _ci(per_key.get(key), scale, digits)
-                for _, key, scale, digits, _ in COLUMNS])
+                for _, key, scale, digits, _ in columns])
         parts.append(format_table(
             ['variant - baseline (paired, 95 % CI)', 'pairs'] +
-            [c[0] for c in COLUMNS], drows, markdown=markdown))
+            [c[0] for c in columns], drows, markdown=markdown))
     loss_keys = []
     for stats in agg.values():
         loss_keys.extend(k for k in stats['_losses'] if k not in loss_keys)
@@ -439,21 +509,26 @@ def efficacy_tables(rows: Sequence[Dict], markdown: bool = True) -> str:
     return '\n\n'.join(parts)
 
 
-def efficacy_report(rows: Sequence[Dict]) -> str:
+def efficacy_report(rows: Sequence[Dict],
+                    columns: Optional[Sequence[Tuple]] = None) -> str:
     """In words: per variant, which paired differences to the baseline lie
     outside their 95 % interval (better or worse) and which do not.
 
     Args:
         rows (Sequence[dict]): Result rows of :func:`run_one`.
+        columns (Sequence[tuple], optional): Defaults to the rows' dataset's
+            (:func:`columns_for`).
 
     Returns:
         str: One paragraph per variant.
     """
+    columns = list(columns) if columns is not None else columns_for(rows)
     lines = []
-    for variant, per_key in paired_differences(rows).items():
+    for variant, per_key in paired_differences(
+            rows, keys=[c[1] for c in columns]).items():
         better, worse, inside = [], [], []
         n = max((v['n'] for v in per_key.values()), default=0)
-        for title, key, scale, digits, higher in COLUMNS:
+        for title, key, scale, digits, higher in columns:
             d = per_key.get(key)
             if d is None or not math.isfinite(d['mean']):
                 continue

@@ -5,9 +5,12 @@ image (timed), reads the object descriptors at the ground-truth projected
 centres along the training route (``DepthDiscriminativeDetector``'s
 ``extract_feat`` -> ``aux_feature_map`` -> ``object_descriptors``; a plain
 detector is wrapped without losses for that, :func:`descriptor_reader`),
-and then evaluates the predictions with mmdet3d's ``KittiMetric`` (3D, BEV,
-2D AP), ddml's ``CentreDistanceMetric`` and the depth error of matched
-detections.
+and then evaluates the predictions with the benchmark of the config's data
+(:func:`detection_benchmark`): mmdet3d's ``KittiMetric`` (3D, BEV, 2D AP)
+for KITTI-format data, ddml's ``WaymoMono3DMetric`` (AP/APH LEVEL_1/2 by
+range, LET-3D-AP/APL/APH) for a Waymo config; and with ddml's
+``CentreDistanceMetric`` and the depth error of matched detections for
+both (on Waymo, both read the camera's own labels, ``cam_instances``).
 
 The images go through the config's test pipeline, with the annotations
 loaded as well (``LoadAnnotations3D`` and the GT keys of
@@ -16,20 +19,23 @@ descriptors are read as in training (without augmentation).
 """
 import copy
 import logging
+import os
 import os.path as osp
 import re
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..data_tools.kitti_converter import SPLIT_FOLDERS, split_image_prefix
+from ..data_tools.synthetic_waymo import SPLIT_PREFIXES, waymo_data_prefix
 from .demo_report import depth_errors, match_detections  # noqa: F401
 from .descriptor_analysis import descriptor_settings
 
 __all__ = ['CENTRE_DISTANCE_KEYS', 'annotated_pipeline', 'load_model',
-           'build_split_dataset', 'descriptor_reader', 'evaluate_checkpoint',
+           'build_split_dataset', 'descriptor_reader', 'detection_benchmark',
+           'camera_frame_annos', 'camera_view_infos', 'evaluate_checkpoint',
            'kitti_summary', 'evaluate_run']
 
 #: ``CentreDistanceMetric`` figures copied into a row as ``cd_<key>``.
@@ -42,6 +48,11 @@ CENTRE_DISTANCE_KEYS = (
 #: ``data_prefix['img']`` values that :func:`build_split_dataset` points
 #: at the folder of the split it reads.
 KITTI_IMAGE_PREFIXES = {split_image_prefix(s) for s in SPLIT_FOLDERS}
+#: ``data_prefix`` values of a Waymo dataset (``training/image_0``,
+#: ``testing/velodyne``, ...) that :func:`build_split_dataset` points at
+#: the folders of the split it reads.
+WAYMO_PREFIXES = {v for s in SPLIT_PREFIXES
+                  for v in waymo_data_prefix(s).values()}
 
 _GT_KEYS = ['gt_bboxes', 'gt_bboxes_labels', 'gt_bboxes_3d', 'gt_labels_3d',
             'centers_2d', 'depths']
@@ -140,7 +151,9 @@ def build_split_dataset(cfg, split: Optional[str] = 'val',
         Dataset: ``test_mode=False`` (annotations parsed) and
         ``filter_empty_gt=False`` (every frame, in order); a KITTI image
         prefix follows the split (``testing/image_2`` for ``test``,
-        :func:`ddml.data_tools.kitti_converter.split_image_prefix`).
+        :func:`ddml.data_tools.kitti_converter.split_image_prefix`), and so
+        do Waymo's (``testing/image_0`` etc.,
+        :func:`ddml.data_tools.synthetic_waymo.waymo_data_prefix`).
     """
     from mmdet3d.registry import DATASETS
     ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)
@@ -149,6 +162,10 @@ def build_split_dataset(cfg, split: Optional[str] = 'val',
     if split is not None and prefix.get('img') in KITTI_IMAGE_PREFIXES:
         # KITTI keeps the held-out split's frames in testing/
         ds_cfg.data_prefix = dict(prefix, img=split_image_prefix(split))
+    elif split is not None and set(prefix.values()) & WAYMO_PREFIXES:
+        # so does Waymo's converter (its test split), for every camera
+        waymo = waymo_data_prefix(split)
+        ds_cfg.data_prefix = {k: waymo.get(k, v) for k, v in prefix.items()}
     if data_root is not None:
         ds_cfg.data_root = data_root
     pipeline = cfg.get('test_pipeline', None) or ds_cfg.pipeline
@@ -184,6 +201,112 @@ def descriptor_reader(model, cfg):
         depth_map_head=None, min_depth=s['min_depth'],
         max_depth=s['max_depth'],
         ignore_classes=s['ignore_classes']).eval()
+
+
+def detection_benchmark(cfg) -> str:
+    """Which benchmark evaluates a config's detections.
+
+    Args:
+        cfg (Config): Model config.
+
+    Returns:
+        str: ``'waymo'`` when its ``val_evaluator`` is (or lists)
+        ``WaymoMono3DMetric``, else ``'kitti'`` (KITTI-format data,
+        ``KittiMetric``).
+    """
+    evaluators = cfg.get('val_evaluator', None) or []
+    if not isinstance(evaluators, (list, tuple)):
+        evaluators = [evaluators]
+    types = {e.get('type') for e in evaluators if e}
+    return 'waymo' if 'WaymoMono3DMetric' in types else 'kitti'
+
+
+def camera_frame_annos(results: List[dict], dataset
+                       ) -> Tuple[List[dict], List[dict]]:
+    """Per frame, KITTI-style annotation dicts of the predictions and the
+    ground truth (``name``, ``bbox``, ``location``, ``score``: what
+    :func:`match_detections` reads), from camera-frame boxes alone: for
+    data ``KittiMetric`` cannot format (Waymo).
+
+    Predictions: the bottom centres of ``bboxes_3d`` and the 2D boxes of
+    their projected corners clipped to the image, as ``KittiMetric``
+    formats them; a box with a corner behind the camera or whose 2D box
+    misses the image is left out (as there). Ground truth: the dataset's
+    parsed annotations (its classes; for Waymo ``cam_instances``, whose 2D
+    boxes are the converter's projected, clipped corners).
+
+    Args:
+        results (list[dict]): Per frame, ``pred_instances_3d`` and
+            ``sample_idx`` (the dataset index), as
+            :func:`evaluate_checkpoint` collects them.
+        dataset (Dataset): The dataset predicted on (``test_mode=False``,
+            so that each frame has its ``ann_info``; one camera a frame).
+
+    Returns:
+        tuple[list[dict], list[dict]]: Prediction and ground-truth dicts,
+        in the order of ``results``.
+    """
+    from ..structures import project_boxes_to_image
+    classes = list(dataset.metainfo['classes'])
+    preds, gts = [], []
+    for res in results:
+        info = dataset.get_data_info(res['sample_idx'])
+        cam = next(iter(info['images'].values()))
+        h, w = int(cam['height']), int(cam['width'])
+        ann = info['ann_info']
+        gts.append(dict(
+            name=np.array([classes[int(c)] for c in ann['gt_labels_3d']],
+                          dtype=str),
+            bbox=np.asarray(ann['gt_bboxes'], np.float64).reshape(-1, 4),
+            location=ann['gt_bboxes_3d'].tensor[:, :3].double().numpy()))
+        pred = res['pred_instances_3d']
+        boxes = pred['bboxes_3d']
+        box2d = project_boxes_to_image(boxes, cam['cam2img']).double()
+        box2d = box2d.numpy().reshape(-1, 4)
+        ok = np.isfinite(box2d).all(axis=1) & (box2d[:, 0] < w) & \
+            (box2d[:, 1] < h) & (box2d[:, 2] > 0) & (box2d[:, 3] > 0)
+        box2d[:, [0, 2]] = box2d[:, [0, 2]].clip(0, w - 1)
+        box2d[:, [1, 3]] = box2d[:, [1, 3]].clip(0, h - 1)
+        labels = np.asarray(pred['labels_3d']).reshape(-1)[ok]
+        preds.append(dict(
+            name=np.array([classes[int(c)] for c in labels], dtype=str),
+            bbox=box2d[ok],
+            location=boxes.tensor[torch.from_numpy(ok), :3].double().numpy(),
+            score=np.asarray(pred['scores_3d'], np.float64).reshape(-1)[ok]))
+    return preds, gts
+
+
+def camera_view_infos(ann_file: str, cam_key: str,
+                      info_classes: Sequence[str], out_file: str,
+                      load_interval: int = 1) -> str:
+    """A Waymo info file seen as KITTI-format data of one camera.
+
+    Each frame's ``instances`` become its ``cam_instances[cam_key]``
+    (camera-frame boxes, as the mono3d dataset reads them) and the
+    metainfo gets the ``categories`` of ``info_classes``, so that a
+    KITTI-format evaluator (``CentreDistanceMetric``) reads the camera's
+    labels; ``load_interval`` keeps the frames the dataset keeps, so that a
+    dataset index is an index here.
+
+    Args:
+        ann_file (str): mmdet3d v2 Waymo info file.
+        cam_key (str): The camera (``CAM_FRONT``).
+        info_classes (Sequence[str]): Class names the infos'
+            ``bbox_label_3d`` index (the converter's order).
+        out_file (str): The pickle to write.
+        load_interval (int): The dataset's ``load_interval``.
+
+    Returns:
+        str: ``out_file``.
+    """
+    from mmengine.fileio import dump, load
+    data = load(ann_file)
+    frames = [dict(info, instances=info['cam_instances'][cam_key])
+              for info in data['data_list'][::load_interval]]
+    metainfo = dict(data.get('metainfo', {}),
+                    categories={c: i for i, c in enumerate(info_classes)})
+    dump(dict(metainfo=metainfo, data_list=frames), out_file)
+    return out_file
 
 
 def kitti_summary(metrics: Dict[str, float],
@@ -237,26 +360,33 @@ def evaluate_checkpoint(config,
         split (str, optional): Info split. Defaults to 'val'.
         data_root (str, optional): Dataset root replacing the config's.
         cfg_options (dict, optional): Merged into the config.
-        kitti (bool): Run ``KittiMetric``. Defaults to True.
+        kitti (bool): Evaluate the detections with the config's benchmark
+            (:func:`detection_benchmark`): ``KittiMetric``, or
+            ``WaymoMono3DMetric`` for a Waymo config. Defaults to True.
         centre_distance (bool): With ``kitti``, also run ddml's
             ``CentreDistanceMetric`` (BEV centre-distance AP, depth error by
-            range). Defaults to True.
+            range; on Waymo on the camera's labels,
+            :func:`camera_view_infos`). Defaults to True.
         descriptors (bool): Collect object descriptors. Defaults to True.
         match (str): ``'iou2d'`` or ``'bev'`` matching for the depth error.
         match_thr (float, optional): IoU (default 0.5) or BEV distance in
             metres (default 2.0).
         max_images (int, optional): Only the first images (tests).
         progress (bool): tqdm bar over the images. Defaults to True.
-        log_file (str, optional): The KITTI metric's full printout goes
-            here (console gets warnings only).
+        log_file (str, optional): The metrics' full printout goes here
+            (console gets warnings only).
         warmup (int): Images excluded from the timing. Defaults to 3.
 
     Returns:
-        dict: ``metrics`` (all KittiMetric figures, short keys of
-        :func:`kitti_summary` under ``car``), ``depth`` (matched-detection
-        depth error, see :func:`depth_errors`), ``matches`` (per frame,
-        the :func:`match_detections` pairs), ``results`` (per frame, the
-        predictions as ``KittiMetric.process`` stores them),
+        dict: ``benchmark`` (:func:`detection_benchmark`), ``metrics``
+        (all KittiMetric figures, short keys of :func:`kitti_summary`
+        under ``car``; for Waymo all WaymoMono3DMetric figures with its
+        ``Waymo/`` prefix, also under ``waymo``), ``depth``
+        (matched-detection depth error, see :func:`depth_errors`),
+        ``matches`` (per frame, the :func:`match_detections` pairs),
+        ``results`` (per frame, the predictions as ``KittiMetric.process``
+        stores them, plus a Waymo frame's ``context_name`` and
+        ``timestamp``),
         ``centre_distance`` (``CentreDistanceMetric`` figures, unprefixed
         keys), ``infer_ms`` (median and
         mean wall ms per image, median CPU ms), ``num_images``,
@@ -271,6 +401,9 @@ def evaluate_checkpoint(config,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     settings = descriptor_settings(cfg.model)
+    if log_file is not None:  # this evaluation's log only
+        os.makedirs(osp.dirname(osp.abspath(log_file)), exist_ok=True)
+        open(log_file, 'w').close()
     with _QuietConsole(log_file):
         model, detector = load_model(cfg, checkpoint)
         dataset = build_split_dataset(cfg, split, data_root)
@@ -321,11 +454,17 @@ def evaluate_checkpoint(config,
     out['depths'] = np.concatenate(all_depth) if all_depth else np.zeros(0)
     out['labels'] = np.concatenate(all_label) if all_label else \
         np.zeros(0, np.int64)
+    out['benchmark'] = benchmark = detection_benchmark(cfg)
     if kitti and results:
-        metrics, pred_annos, gt_annos = _kitti_metric(
-            cfg, dataset, results, n, data_root, log_file)
-        out['metrics'] = metrics
-        out['car'] = kitti_summary(metrics, 'Car')
+        if benchmark == 'waymo':
+            out['metrics'] = out['waymo'] = _waymo_metric(
+                cfg, dataset, results, log_file)
+            pred_annos, gt_annos = camera_frame_annos(results, dataset)
+        else:
+            metrics, pred_annos, gt_annos = _kitti_metric(
+                cfg, dataset, results, n, data_root, log_file)
+            out['metrics'] = metrics
+            out['car'] = kitti_summary(metrics, 'Car')
         classes = list(dataset.metainfo['classes'])
         thr = match_thr if match_thr is not None else (
             0.5 if match == 'iou2d' else 2.0)
@@ -339,24 +478,74 @@ def evaluate_checkpoint(config,
         out['results'] = results
         if centre_distance:
             out['centre_distance'] = _centre_distance_metric(
-                dataset, results, log_file)
+                dataset, results, log_file,
+                waymo=_waymo_metric_cfg(cfg) if benchmark == 'waymo'
+                else None)
     return out
 
 
 def _centre_distance_metric(dataset, results: List[dict],
-                            log_file: Optional[str]) -> Dict[str, float]:
-    """ddml's ``CentreDistanceMetric`` on the same predictions."""
+                            log_file: Optional[str],
+                            waymo: Optional[dict] = None
+                            ) -> Dict[str, float]:
+    """ddml's ``CentreDistanceMetric`` on the same predictions; for Waymo
+    (``waymo``: the config's ``WaymoMono3DMetric`` settings) on the
+    camera's labels (:func:`camera_view_infos`)."""
+    import tempfile
+
     from mmdet3d.registry import METRICS
-    metric = METRICS.build(
-        dict(type='CentreDistanceMetric', ann_file=dataset.ann_file))
+    with tempfile.TemporaryDirectory(prefix='ddml_cd_') as tmp:
+        ann_file = dataset.ann_file
+        if waymo is not None:
+            ann_file = camera_view_infos(
+                ann_file, waymo['cam_key'], waymo['info_classes'],
+                osp.join(tmp, 'camera_infos.pkl'),
+                getattr(dataset, 'load_interval', 1))
+        metric = METRICS.build(
+            dict(type='CentreDistanceMetric', ann_file=ann_file))
+        metric.dataset_meta = dataset.metainfo
+        with _QuietConsole(log_file):
+            metric.process({}, results)
+            return metric.compute_metrics(metric.results)
+
+
+def _waymo_metric_cfg(cfg) -> dict:
+    """The config's ``WaymoMono3DMetric`` settings, with the metric's own
+    defaults filled in (``cam_key``, ``info_classes``)."""
+    import inspect
+
+    from ..evaluation import WaymoMono3DMetric
+    evaluators = cfg.val_evaluator
+    if not isinstance(evaluators, (list, tuple)):
+        evaluators = [evaluators]
+    ev_cfg = copy.deepcopy(dict(next(
+        e for e in evaluators if e.get('type') == 'WaymoMono3DMetric')))
+    params = inspect.signature(WaymoMono3DMetric).parameters
+    for key in ('cam_key', 'info_classes'):
+        ev_cfg.setdefault(key, params[key].default)
+    return ev_cfg
+
+
+def _waymo_metric(cfg, dataset, results: List[dict],
+                  log_file: Optional[str]) -> Dict[str, float]:
+    """The config's ``WaymoMono3DMetric`` on the dataset's info file: its
+    figures with the metric's prefix (``Waymo/Vehicle/LEVEL_2/LET-AP``, as
+    ``tools/test.py`` reports them)."""
+    from mmdet3d.registry import METRICS
+    ev_cfg = _waymo_metric_cfg(cfg)
+    ev_cfg['ann_file'] = dataset.ann_file  # already joined with data_root
+    metric = METRICS.build(ev_cfg)
     metric.dataset_meta = dataset.metainfo
     with _QuietConsole(log_file):
         metric.process({}, results)
-        return metric.compute_metrics(metric.results)
+        figures = metric.compute_metrics(metric.results)
+    return {f'{metric.prefix}/{k}': float(v) for k, v in figures.items()}
 
 
 def _to_result(sample) -> dict:
-    """What ``KittiMetric.process`` stores for one output sample."""
+    """What ``KittiMetric.process`` stores for one output sample, plus the
+    Waymo frame key (``context_name``, ``timestamp``) where the sample has
+    it (``WaymoMono3DMetric`` then reads the calibration from the info)."""
     pred_3d = sample.pred_instances_3d.to_dict()
     pred_2d = sample.pred_instances.to_dict() \
         if 'pred_instances' in sample else {}
@@ -364,8 +553,12 @@ def _to_result(sample) -> dict:
         for key, value in inst.items():
             if hasattr(value, 'to'):
                 inst[key] = value.to('cpu')
-    return dict(pred_instances_3d=pred_3d, pred_instances=pred_2d,
-                sample_idx=sample.sample_idx)
+    out = dict(pred_instances_3d=pred_3d, pred_instances=pred_2d,
+               sample_idx=sample.sample_idx)
+    for key in ('context_name', 'timestamp'):
+        if key in sample.metainfo:
+            out[key] = sample.metainfo[key]
+    return out
 
 
 class _QuietConsole:
@@ -377,8 +570,10 @@ class _QuietConsole:
     def __enter__(self):
         from mmengine.logging import MMLogger
         name = f'ddml_eval_{time.time_ns()}'
+        # append: the metrics of one evaluation log one after the other
+        # (evaluate_checkpoint empties the file first)
         self.logger = MMLogger.get_instance(
-            name, log_file=self.log_file, log_level='INFO')
+            name, log_file=self.log_file, log_level='INFO', file_mode='a')
         self.levels = []
         for h in self.logger.handlers:
             if isinstance(h, logging.StreamHandler) and \
@@ -458,7 +653,9 @@ def evaluate_run(name: str,
     """:func:`evaluate_checkpoint` plus the descriptor statistics/figures.
 
     Returns:
-        dict: A flat row: Car AP40 figures (:func:`kitti_summary` keys),
+        dict: A flat row: Car AP40 figures (:func:`kitti_summary` keys;
+        for Waymo every ``WaymoMono3DMetric`` figure under its
+        ``Waymo/...`` name instead),
         ``depth_mae`` / ``depth_matched`` (all classes, 2D IoU >= 0.5),
         ``depth_mae_car``, ``infer_ms`` (median wall), ``infer_cpu_ms``
         (median CPU time of the process, all threads), ``spearman``,
@@ -468,14 +665,16 @@ def evaluate_run(name: str,
         caller's figures (not serialisable, pop them before saving),
         ``_matches`` (all matched pairs) and ``_results`` (predictions).
     """
-    import os
+    from mmengine.config import Config
 
     from .descriptor_analysis import descriptor_report, pair_statistics
     os.makedirs(out_dir, exist_ok=True)
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
     res = evaluate_checkpoint(
-        config, checkpoint, split=split, data_root=data_root,
+        cfg, checkpoint, split=split, data_root=data_root,
         cfg_options=cfg_options, progress=progress,
-        log_file=osp.join(out_dir, f'{name}_kitti_eval.log'))
+        log_file=osp.join(out_dir,
+                          f'{name}_{detection_benchmark(cfg)}_eval.log'))
     s = res['settings']
     if figures:
         stats = descriptor_report(res['descriptors'], res['depths'], out_dir,
@@ -485,6 +684,7 @@ def evaluate_run(name: str,
                                 s['B'], s['eps'])
     row = dict(name=name)
     row.update(res.get('car', {}))
+    row.update(res.get('waymo', {}))
     row.update(
         depth_mae=res['depth'].get('mae', float('nan')),
         depth_matched=res['depth'].get('num_matched', 0),

@@ -15,7 +15,9 @@ cache a later session resumes from) and ``--report-only`` analyses it
 (:func:`protocol_report`); the analysis refuses to run while a primary
 arm lacks a run, so nothing is looked at early.
 
-Keys of the JSON file: ``name``, ``question``, ``data`` (``root``,
+Keys of the JSON file: ``name``, ``question``, ``dataset`` (optional:
+``kitti``, the default, or ``waymo``; it picks the configs, the data's
+format and the metric columns), ``data`` (``root``,
 ``num_train``, ``num_val``, ``num_test``, ``seed``), ``split``, ``iters``,
 ``arms`` (variant -> seeds), ``primary`` (list of ``id``, ``variant``,
 ``reference``, ``metric``), ``alpha``, ``exploratory`` (list of
@@ -31,15 +33,32 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .demo_report import format_table
-from .efficacy import COLUMNS, VARIANTS, aggregate, paired_differences
+from .efficacy import (COLUMNS_BY_DATASET, VARIANTS, aggregate,
+                       paired_differences)
 
-__all__ = ['ProtocolError', 'load_protocol', 'protocol_jobs',
-           'missing_runs', 'load_records', 'holm', 'paired_test',
-           'primary_results', 'protocol_report']
+__all__ = ['ProtocolError', 'load_protocol', 'protocol_dataset',
+           'protocol_columns', 'protocol_jobs', 'missing_runs',
+           'load_records', 'holm', 'paired_test', 'primary_results',
+           'protocol_report']
 
 _REQUIRED = ('name', 'question', 'data', 'split', 'iters', 'arms',
              'primary', 'alpha', 'records', 'report')
-_COLUMN_KEYS = {c[1]: c for c in COLUMNS}
+
+
+def protocol_dataset(proto: Mapping) -> str:
+    """The protocol's dataset: its ``dataset`` field, ``kitti`` without
+    one."""
+    return proto.get('dataset', 'kitti')
+
+
+def protocol_columns(proto: Mapping) -> List[Tuple]:
+    """The metric columns of the protocol's dataset
+    (:data:`ddml.analysis.efficacy.COLUMNS_BY_DATASET`)."""
+    return COLUMNS_BY_DATASET[protocol_dataset(proto)]
+
+
+def _column_keys(proto: Mapping) -> Dict[str, Tuple]:
+    return {c[1]: c for c in protocol_columns(proto)}
 
 
 class ProtocolError(ValueError):
@@ -73,6 +92,10 @@ def load_protocol(path: str) -> Dict:
     for key in _REQUIRED:
         if key not in proto:
             raise bad(key, 'is missing')
+    if protocol_dataset(proto) not in COLUMNS_BY_DATASET:
+        raise bad('dataset', f'is {proto["dataset"]!r}; choose from '
+                  f'{list(COLUMNS_BY_DATASET)} (or leave it out: kitti)')
+    column_keys = _column_keys(proto)
     for variant, seeds in proto['arms'].items():
         if variant not in VARIANTS:
             raise bad(f'arms.{variant}',
@@ -90,10 +113,11 @@ def load_protocol(path: str) -> Dict:
             if ep[key] not in proto['arms']:
                 raise bad(f'primary[{k}].{key}',
                           f'names {ep[key]!r}, which is not an arm')
-        if ep['metric'] not in _COLUMN_KEYS:
+        if ep['metric'] not in column_keys:
             raise bad(f'primary[{k}].metric',
-                      f'{ep["metric"]!r} is not a column; choose from '
-                      f'{sorted(_COLUMN_KEYS)}')
+                      f'{ep["metric"]!r} is not a column of the '
+                      f'{protocol_dataset(proto)} benchmark; choose from '
+                      f'{sorted(column_keys)}')
     for k, pair in enumerate(proto.get('exploratory', [])):
         if len(pair) != 2 or any(v not in proto['arms'] for v in pair):
             raise bad(f'exploratory[{k}]',
@@ -147,12 +171,14 @@ def load_records(record_dir: str) -> List[Dict]:
 
 
 def _valid(proto: Mapping, rows: Sequence[Dict]) -> List[Dict]:
-    """The rows run as the protocol says (split, schedule, data)."""
+    """The rows run as the protocol says (dataset, split, schedule,
+    data)."""
     data = proto['data']
     keep = []
     for r in rows:
         manifest = r.get('data') or {}
-        if (r.get('split') == proto['split'] and
+        if (r.get('dataset', 'kitti') == protocol_dataset(proto) and
+                r.get('split') == proto['split'] and
                 r.get('iters') == proto['iters'] and
                 all(manifest.get(k) == data[k] for k in data
                     if k not in ('root', 'layout'))):
@@ -268,6 +294,8 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
     """
     primaries = primary_results(proto, rows)
     rows = _valid(proto, rows)
+    columns = protocol_columns(proto)
+    column_keys = _column_keys(proto)
     alpha = float(proto['alpha'])
     parts = [f'# {proto["name"]}: analysis', '',
              f'Protocol: `{proto["path"]}`. Split `{proto["split"]}`, '
@@ -278,10 +306,10 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
              f'{len(primaries)}, family-wise alpha {alpha:g})', '']
     prow = []
     for r in primaries:
-        digits = _COLUMN_KEYS[r['metric']][3]
+        digits = column_keys[r['metric']][3]
         prow.append([
             r['id'], f'{VARIANTS[r["variant"]][0]} - '
-            f'{VARIANTS[r["reference"]][0]}', _COLUMN_KEYS[r['metric']][0],
+            f'{VARIANTS[r["reference"]][0]}', column_keys[r['metric']][0],
             str(r['n']), _fmt(r['mean'], digits, True),
             f'[{_fmt(r["low"], digits, True)}, '
             f'{_fmt(r["high"], digits, True)}]', _fmt(r['t'], 2),
@@ -293,18 +321,18 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
          f'significant at {alpha:g}'], prow, markdown=True))
     agg = aggregate(rows)
     parts += ['', '## Arms (mean ± sample sd over seeds)', '']
-    header = ['arm', 'runs'] + [c[0] for c in COLUMNS]
+    header = ['arm', 'runs'] + [c[0] for c in columns]
     arows = []
     for variant in proto['arms']:
         if variant not in agg:
-            arows.append([VARIANTS[variant][0], '0'] + ['-'] * len(COLUMNS))
+            arows.append([VARIANTS[variant][0], '0'] + ['-'] * len(columns))
             continue
         stats = agg[variant]
         arows.append([VARIANTS[variant][0], str(len(stats['_seeds']))] + [
             (f'{stats[key]["mean"] * scale:.{d}f} ± '
              f'{stats[key]["std"] * scale:.{d}f}')
             if key in stats and math.isfinite(stats[key]['mean']) else '-'
-            for _, key, scale, d, _ in COLUMNS])
+            for _, key, scale, d, _ in columns])
     parts.append(format_table(header, arows, markdown=True))
     explo = [tuple(p) for p in proto.get('exploratory', [])]
     explo = [(ep['variant'], ep['reference']) for ep in proto['primary']] + \
@@ -315,13 +343,14 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
     erows = []
     for variant, reference in explo:
         pres = [r for r in rows if r['variant'] in (variant, reference)]
-        diffs = paired_differences(pres, baseline=reference)
+        diffs = paired_differences(pres, baseline=reference,
+                                   keys=[c[1] for c in columns])
         if variant not in diffs:
             continue
         per = diffs[variant]
         n = max((v['n'] for v in per.values()), default=0)
         cells = []
-        for _, key, scale, d, _ in COLUMNS:
+        for _, key, scale, d, _ in columns:
             v = per.get(key)
             if not v or not math.isfinite(v['mean']):
                 cells.append('-')
@@ -333,12 +362,12 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
         erows.append([f'{VARIANTS[variant][0]} - {VARIANTS[reference][0]}',
                       str(n)] + cells)
     parts.append(format_table(['comparison', 'pairs'] +
-                              [c[0] for c in COLUMNS], erows, markdown=True))
+                              [c[0] for c in columns], erows, markdown=True))
     checks = proto.get('manipulation_checks', [])
     if checks:
         parts += ['', 'Manipulation checks (they show the loss runs, not '
                   'that it helps): ' + ', '.join(
-                      _COLUMN_KEYS[k][0] if k in _COLUMN_KEYS else k
+                      column_keys[k][0] if k in column_keys else k
                       for k in checks) + '.']
     parts += ['', '## Per seed (primary metrics)', '']
     metrics = list(OrderedDict((ep['metric'], None)
@@ -348,11 +377,11 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
     srows = []
     for seed in seeds:
         srows.append([str(seed)] + [
-            _fmt(float(by[v, seed][m]), _COLUMN_KEYS[m][3])
+            _fmt(float(by[v, seed][m]), column_keys[m][3])
             if (v, seed) in by else '-'
             for m in metrics for v in proto['arms']])
     parts.append(format_table(
-        ['seed'] + [f'{VARIANTS[v][0]}: {_COLUMN_KEYS[m][0]}'
+        ['seed'] + [f'{VARIANTS[v][0]}: {column_keys[m][0]}'
                     for m in metrics for v in proto['arms']], srows,
         markdown=True))
     return '\n'.join(parts) + '\n'

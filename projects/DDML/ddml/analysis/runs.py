@@ -6,6 +6,7 @@ The full mmengine log of a run goes to its work directory (mmengine's own
 ``<timestamp>/<timestamp>.log`` and ``train_console.log`` with everything the
 subprocess printed); the console gets one line per logged iteration window.
 """
+import dataclasses
 import functools
 import json
 import os
@@ -18,16 +19,140 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ['DEMO_SCALE', 'read_manifest', 'code_version', 'ensure_dataset',
-           'parse_cfg_options', 'schedule_options', 'train_run', 'RunsFailed', 'run_parallel',
-           'train_runs']
+__all__ = ['DEMO_SCALE', 'DemoDataset', 'DEMO_DATASETS', 'demo_dataset',
+           'read_manifest', 'code_version', 'ensure_dataset',
+           'parse_cfg_options', 'schedule_options', 'train_run', 'RunsFailed',
+           'run_parallel', 'train_runs']
 
 DEMO_SCALE = 0.3333  # 1242x375 -> 414x125, the demo configs' 416x128 input
 MANIFEST = 'ddml_demo_manifest.json'
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoDataset:
+    """One synthetic dataset format of the demo and the efficacy benchmark:
+    how it is rendered and where its files and camera-frame labels are.
+
+    Attributes:
+        name (str): ``kitti`` or ``waymo`` (``--dataset`` of the tools).
+        title (str): Its name in text.
+        info_prefix (str): Info files are
+            ``<info_prefix>_infos_<split>.pkl``.
+        cam_key (str): The camera of the infos' ``images``.
+        gt_key (str): Where an info holds the camera-frame boxes:
+            ``instances`` (KITTI's are camera boxes, DontCare label -1) or
+            ``cam_instances`` (``cam_instances[cam_key]``; Waymo's
+            ``instances`` are LiDAR boxes).
+        scale (float): Rendering scale of the demo's frames; the demo
+            configs' input size is the rendered size (rounded to a multiple
+            of 32).
+        layout_changes (tuple): ``(field, value)`` pairs that turn the
+            KITTI demo's scenes
+            (:data:`ddml.data_tools.synthetic_kitti.DEMO_LAYOUT`) into this
+            dataset's.
+        default_root (str): Where the tools render it by default.
+    """
+    name: str
+    title: str
+    info_prefix: str
+    cam_key: str
+    gt_key: str
+    scale: float
+    layout_changes: Tuple[Tuple[str, Any], ...]
+    default_root: str
+
+    def layout(self):
+        """The :class:`~ddml.data_tools.synthetic_kitti.SceneLayout` the
+        demo renders."""
+        from ddml.data_tools.synthetic_kitti import DEMO_LAYOUT
+        return dataclasses.replace(DEMO_LAYOUT, **dict(self.layout_changes))
+
+    def info_file(self, root: str, split: str) -> str:
+        """The info file of ``split`` (``train``, ``val``, ``test``, ...)
+        under ``root``."""
+        return osp.join(root, f'{self.info_prefix}_infos_{split}.pkl')
+
+    def image_dir(self, split: str) -> str:
+        """Folder (relative to the root) of the images of ``split``:
+        ``training/`` for train and val, ``testing/`` for the held-out
+        split, as each format's converter lays them out."""
+        if self.name == 'waymo':
+            from ddml.data_tools.synthetic_waymo import waymo_data_prefix
+            return waymo_data_prefix(split)[self.cam_key]
+        from ddml.data_tools.kitti_converter import split_image_prefix
+        return split_image_prefix(split)
+
+    def camera_instances(self, info: dict) -> List[dict]:
+        """The labelled objects of one info as camera-frame boxes
+        (``bbox_3d = [x, y, z, l, h, w, ry]``, bottom centre), DontCare
+        left out."""
+        if self.gt_key == 'cam_instances':
+            insts = info.get('cam_instances', {}).get(self.cam_key, [])
+        else:
+            insts = info.get(self.gt_key, [])
+        return [i for i in insts if i.get('bbox_label_3d', -1) >= 0]
+
+    def frame_title(self, info: dict) -> str:
+        """What names a frame: the image file (KITTI) or Waymo's frame key
+        ``context_name/timestamp``."""
+        if self.name == 'waymo':
+            return f'{info["context_name"]}/{info["timestamp"]}'
+        return osp.basename(info['images'][self.cam_key]['img_path'])
+
+    def render(self, root: str, num_train: int, num_val: int, seed: int,
+               scale: float, progress: bool, layout, num_test: int) -> None:
+        """Render the dataset into ``root`` (the format's renderer)."""
+        if self.name == 'waymo':
+            from ddml.data_tools.synthetic_waymo import make_waymo_dataset
+            make_waymo_dataset(root, num_train, num_val, seed=seed,
+                               scale=scale, progress=progress, layout=layout,
+                               num_test=num_test)
+            return
+        from ddml.data_tools.synthetic_kitti import make_demo_dataset
+        make_demo_dataset(root, num_train, num_val, seed=seed, scale=scale,
+                          progress=progress, layout=layout,
+                          num_test=num_test)
+
+
+#: The demo's datasets by ``--dataset`` name. Waymo's: the front camera at
+#: scale 0.15 (288x192, the Waymo demo configs' input: the KITTI demo's cost
+#: per iteration; see their header) and the KITTI demo's scenes (Cars,
+#: 3-10 a frame, mostly along the road, no skyline) out to 50 m, so that
+#: Waymo's 0-30 m and 30-50 m range bins both hold objects.
+DEMO_DATASETS: Dict[str, DemoDataset] = {
+    'kitti': DemoDataset(
+        name='kitti', title='KITTI', info_prefix='kitti', cam_key='CAM2',
+        gt_key='instances', scale=DEMO_SCALE, layout_changes=(),
+        default_root='data/demo_kitti'),
+    'waymo': DemoDataset(
+        name='waymo', title='Waymo', info_prefix='waymo',
+        cam_key='CAM_FRONT', gt_key='cam_instances', scale=0.15,
+        layout_changes=(('depth_range', (4.0, 50.0)), ),
+        default_root='data/demo_waymo'),
+}
+
+
+def demo_dataset(name: str) -> DemoDataset:
+    """The :class:`DemoDataset` called ``name``.
+
+    Raises:
+        ValueError: Naming the choices (``--dataset``).
+    """
+    if name not in DEMO_DATASETS:
+        raise ValueError(f'unknown dataset {name!r} (--dataset); choose '
+                         f'from {sorted(DEMO_DATASETS)}')
+    return DEMO_DATASETS[name]
+
+
 def _manifest(num_train: int, num_val: int, num_test: int, seed: int,
-              scale: float, layout) -> Dict:
+              scale: float, layout, dataset: str = 'kitti') -> Dict:
+    if dataset == 'waymo':
+        from ddml.data_tools.synthetic_waymo import WAYMO_METAINFO
+        return dict(format='waymo', num_train=int(num_train),
+                    num_val=int(num_val), num_test=int(num_test),
+                    seed=int(seed), scale=float(scale),
+                    layout=layout.as_dict(),
+                    info_version=WAYMO_METAINFO['info_version'])
     from ddml.data_tools.kitti_converter import INFO_VERSION
     return dict(num_train=int(num_train), num_val=int(num_val),
                 num_test=int(num_test), seed=int(seed), scale=float(scale),
@@ -74,17 +199,19 @@ def ensure_dataset(root: str,
                    num_train: int,
                    num_val: int,
                    seed: int = 0,
-                   scale: float = DEMO_SCALE,
+                   scale: Optional[float] = None,
                    progress: bool = True,
                    log: Callable[[str], None] = print,
                    layout=None,
-                   num_test: int = 0) -> bool:
+                   num_test: int = 0,
+                   dataset: str = 'kitti') -> bool:
     """Render the synthetic dataset unless ``root`` already holds it.
 
     ``root/ddml_demo_manifest.json`` records the sizes, seed, scale, scene
-    layout and info version (``kitti_converter.INFO_VERSION``) of the last
-    rendering; the data is re-rendered when it is missing, when any of them
-    differ, or when an info file is missing.
+    layout and info version (KITTI: ``kitti_converter.INFO_VERSION``) of the
+    last rendering (and ``format='waymo'`` for Waymo); the data is
+    re-rendered when it is missing, when any of them differ, or when an
+    info file is missing.
     (Rendering is deterministic, so equal manifests mean equal files.)
     A ``testing/`` folder of an earlier rendering of ours (the manifest
     was there) is removed before re-rendering.
@@ -94,25 +221,38 @@ def ensure_dataset(root: str,
         num_train (int): Training frames.
         num_val (int): Validation frames.
         seed (int): Rendering seed. Defaults to 0.
-        scale (float): Image scale. Defaults to :data:`DEMO_SCALE`.
+        scale (float, optional): Image scale. Defaults to the dataset's
+            (:data:`DEMO_SCALE` for KITTI).
         progress (bool): Progress bar. Defaults to True.
         log (callable): Where the messages go.
         layout (SceneLayout, optional): What the frames hold. Defaults to
-            the demo's, :data:`ddml.data_tools.synthetic_kitti.DEMO_LAYOUT`.
+            the dataset's (:meth:`DemoDataset.layout`; KITTI's is
+            :data:`ddml.data_tools.synthetic_kitti.DEMO_LAYOUT`).
         num_test (int): Frames of the labelled held-out ``test`` split
             (``testing/``, its own seed stream). Defaults to 0.
+        dataset (str): A key of :data:`DEMO_DATASETS`. Defaults to
+            'kitti'.
 
     Returns:
         bool: True if the data was (re)rendered.
+
+    Raises:
+        ValueError: When ``root`` holds our rendering of the other format.
     """
-    from ddml.data_tools.synthetic_kitti import (DEMO_LAYOUT,
-                                                 make_demo_dataset)
-    layout = DEMO_LAYOUT if layout is None else layout
-    want = _manifest(num_train, num_val, num_test, seed, scale, layout)
+    spec = demo_dataset(dataset)
+    layout = spec.layout() if layout is None else layout
+    scale = spec.scale if scale is None else scale
+    want = _manifest(num_train, num_val, num_test, seed, scale, layout,
+                     dataset)
     path = osp.join(root, MANIFEST)
     have = read_manifest(root)
+    if have is not None and have.get('format', 'kitti') != dataset:
+        raise ValueError(
+            f'{root} holds synthetic {have.get("format", "kitti")} data; '
+            f'render the {dataset} data elsewhere (--data-root, default '
+            f'{spec.default_root})')
     splits = ('train', 'val', 'trainval') + (('test', ) if num_test else ())
-    infos = [osp.join(root, f'kitti_infos_{s}.pkl') for s in splits]
+    infos = [spec.info_file(root, s) for s in splits]
     sizes = f'{num_train} train / {num_val} val / {num_test} test'
     if have == want and all(osp.isfile(p) for p in infos):
         log(f'data: {root} already holds {sizes} frames (seed {seed}, '
@@ -124,8 +264,8 @@ def ensure_dataset(root: str,
         os.remove(path)  # an interrupted rendering must not look complete
         if osp.isdir(osp.join(root, 'testing')):
             shutil.rmtree(osp.join(root, 'testing'))  # ours: re-rendered
-    make_demo_dataset(root, num_train, num_val, seed=seed, scale=scale,
-                      progress=progress, layout=layout, num_test=num_test)
+    spec.render(root, num_train, num_val, seed=seed, scale=scale,
+                progress=progress, layout=layout, num_test=num_test)
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(want, f)
