@@ -234,12 +234,19 @@ def plot_diagnostics(runs: Dict[str, Dict[str, list]], out_path: str,
     Returns:
         str: ``out_path``.
     """
+    import numpy as np
+
     from .plots import _plt, _save
     plt = _plt()
-    fig, axes = plt.subplots(1, len(_PANELS), figsize=(5.2 * len(_PANELS),
-                                                        3.8))
+    ncols = 3
+    nrows = -(-len(_PANELS) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols,
+                                                    3.9 * nrows))
+    axes = list(np.ravel(axes))
+    for ax in axes[len(_PANELS):]:
+        ax.axis('off')
     styles = ('-', '--', ':')
-    for ax, (panel, keys, ylabel) in zip(axes, _PANELS, strict=True):
+    for ax, (panel, keys, ylabel) in zip(axes, _PANELS):
         for c, (name, cols) in enumerate(runs.items()):
             for k, key in enumerate(keys):
                 if key not in cols or all(
