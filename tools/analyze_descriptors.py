@@ -20,18 +20,24 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (the checks, without importing ddml)
+
+#: The info splits a config's ann_file can be switched to.
+SPLITS = ('train', 'val', 'trainval', 'test')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    """The options, each value checked; the files by :func:`check_args`.
+    A mistake: one line, exit status 2."""
+    parser = cli.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='model config (plain or wrapper)')
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='checkpoint; omitted: random initialisation')
-    parser.add_argument('--split', default='val',
-                        help='info split: train, val, trainval, ...')
+    parser.add_argument('--split', default='val', choices=SPLITS,
+                        help='info split (default val)')
     parser.add_argument('--data-root', default=None,
                         help="dataset root replacing the config's")
     parser.add_argument('--out-dir', default=None,
@@ -39,32 +45,63 @@ def parse_args(argv=None):
                         'work_dirs/descriptors/<config name>)')
     parser.add_argument('--name', default=None,
                         help='file name prefix (default: config name)')
-    parser.add_argument('--K', type=float, default=None,
+    parser.add_argument('--K', type=cli.float_above(1, inclusive=True),
+                        default=None,
                         help="quasi-isometry K (default: the config's "
                         'qi_loss, else 1.5)')
-    parser.add_argument('--B', type=float, default=None, help='default 0.5')
-    parser.add_argument('--eps', type=float, default=None,
+    parser.add_argument('--B', type=cli.float_above(0, inclusive=True),
+                        default=None, help='default 0.5')
+    parser.add_argument('--eps', type=cli.float_above(0), default=None,
                         help='neighbourhood radius (m), default 10')
     parser.add_argument('--kitti', action='store_true',
                         help='also report KITTI Car AP40 and depth error')
-    parser.add_argument('--max-images', type=int, default=None)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--max-images', type=cli.int_at_least(1),
+                        default=None)
+    parser.add_argument('--cfg-options', nargs='+',
+                        action=cli.CfgOptionsAction)
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
 
 
+def check_args(args) -> None:
+    """The config, the checkpoint and the folders: raises
+    :class:`ddml.engine.cli.UsageError`, one line naming it and the fix."""
+    if args.checkpoint is None:
+        cli.check_config(args.config)
+    else:
+        cli.check_config_and_checkpoint(args.config, args.checkpoint)
+    if args.data_root is not None:
+        cli.check_dir(args.data_root, '--data-root', 'give the dataset root '
+                      'that holds the info files')
+    if args.out_dir is not None:
+        cli.check_out_dir(args.out_dir, '--out-dir')
+    if args.name is not None and (not args.name or osp.sep in args.name):
+        raise cli.BadValueError(f'--name {args.name!r}: give a file name '
+                                'prefix (no folder)')
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_args(args)
+    import warnings
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     import numpy as np
 
+    from mmengine.config import Config
+
     from ddml.analysis.descriptor_analysis import descriptor_report
-    from ddml.analysis.model_eval import evaluate_checkpoint
+    from ddml.analysis.model_eval import (check_split_data,
+                                          evaluate_checkpoint)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    check_split_data(cfg, args.split, args.data_root)
     name = args.name or osp.splitext(osp.basename(args.config))[0]
     out_dir = args.out_dir or osp.join('work_dirs', 'descriptors', name)
     os.makedirs(out_dir, exist_ok=True)
     res = evaluate_checkpoint(
-        args.config, args.checkpoint, split=args.split,
-        data_root=args.data_root, cfg_options=args.cfg_options,
+        cfg, args.checkpoint, split=args.split,
+        data_root=args.data_root,  # --cfg-options: merged into cfg above
         kitti=args.kitti, max_images=args.max_images,
         progress=not args.no_progress,
         log_file=osp.join(out_dir, f'{name}_kitti_eval.log'))
@@ -120,4 +157,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))

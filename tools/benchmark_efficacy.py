@@ -50,6 +50,7 @@ import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+from _cli import cli  # noqa: E402  (the checks, without importing ddml)
 from run_demo import (BASELINE_CONFIG, DATASET_CONFIGS,  # noqa: E402
                       DEFAULT_ITERS, DEFAULT_NUM_TEST, DEFAULT_NUM_TRAIN,
                       DEFAULT_NUM_VAL, METHOD_CONFIGS)
@@ -85,8 +86,11 @@ def check_variants(variants, dataset: str, where: str) -> None:
 
 
 def parse_args(argv=None):
+    """The options, each value checked (one line and exit status 2 on a
+    mistake); the files and folders are checked by :func:`check_args`."""
     from ddml.analysis.efficacy import DEFAULT_SEEDS, VARIANTS
-    parser = argparse.ArgumentParser(
+    positive, count = cli.int_at_least(1), cli.int_at_least(0)
+    parser = cli.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n', 2)[2])
@@ -103,11 +107,11 @@ def parse_args(argv=None):
                         help='variants to run (default: '
                         f'{" ".join(DEFAULT_SEEDS)}; with --protocol: its '
                         'arms, or these of them)')
-    parser.add_argument('--seeds', type=int, nargs='+', default=None,
+    parser.add_argument('--seeds', type=count, nargs='+', default=None,
                         help='the same seeds for every variant (default: '
                         '0-4 for baseline, ddml, ddml-release; 0-2 for the '
                         'others)')
-    parser.add_argument('--iters', type=int, default=None,
+    parser.add_argument('--iters', type=positive, default=None,
                         help='training iterations per run (default '
                         f'{DEFAULT_BENCH_ITERS}; the demo trains '
                         f'{DEFAULT_ITERS})')
@@ -118,20 +122,20 @@ def parse_args(argv=None):
                         help='dataset root (default data/demo_kitti, '
                         'data/demo_waymo for waymo); the synthetic data is '
                         'rendered there unless --skip-data')
-    parser.add_argument('--num-train', type=int, default=None,
+    parser.add_argument('--num-train', type=positive, default=None,
                         help=f'default {DEFAULT_NUM_TRAIN}')
-    parser.add_argument('--num-val', type=int, default=None,
+    parser.add_argument('--num-val', type=positive, default=None,
                         help=f'default {DEFAULT_NUM_VAL}')
-    parser.add_argument('--num-test', type=int, default=None,
+    parser.add_argument('--num-test', type=count, default=None,
                         help=f'held-out frames, default {DEFAULT_NUM_TEST}')
-    parser.add_argument('--data-seed', type=int, default=None,
+    parser.add_argument('--data-seed', type=count, default=None,
                         help='rendering seed, default 0')
     parser.add_argument('--skip-data', action='store_true',
                         help='use --data-root as it is (e.g. real KITTI)')
     parser.add_argument('--work-dir', default=None,
                         help='default work_dirs/efficacy, '
                         'work_dirs/efficacy-waymo for waymo')
-    parser.add_argument('--parallel', type=int, default=None,
+    parser.add_argument('--parallel', type=positive, default=None,
                         help='runs at the same time (default: one per core, '
                         'at most 2)')
     parser.add_argument('--figures', action='store_true',
@@ -141,6 +145,12 @@ def parse_args(argv=None):
     parser.add_argument('--foreground', action='store_true',
                         help='stay attached instead of detaching')
     args = parser.parse_args(argv)
+    for option in ('variants', 'seeds'):
+        values = getattr(args, option) or []
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            parser.error(f'--{option}: {" ".join(twice)} given twice; give '
+                         'each once')
     if args.protocol is not None:
         given = [f'--{k.replace("_", "-")}' for k in _PROTOCOL_FIXED
                  if getattr(args, k) not in (None, False)]
@@ -148,6 +158,10 @@ def parse_args(argv=None):
             parser.error(f'{" ".join(given)}: the protocol '
                          f'{args.protocol} fixes these; leave them out')
     else:
+        if args.eval_split == 'test' and args.num_test == 0 and \
+                not args.skip_data:
+            parser.error('--eval-split test needs a held-out split: give '
+                         '--num-test > 0 (frames rendered into testing/)')
         from ddml.analysis.runs import demo_dataset
         dataset = args.dataset or 'kitti'
         defaults = dict(dataset=dataset, iters=DEFAULT_BENCH_ITERS,
@@ -179,6 +193,30 @@ def _peek_dataset(protocol: str) -> str:
             return str(json.load(f).get('dataset', 'kitti'))
     except (OSError, ValueError, AttributeError):
         return 'kitti'
+
+
+def check_args(args, settings=None) -> None:
+    """Check the files and folders (and a protocol's data) before
+    anything is rendered, trained, written or detached: raises
+    :class:`ddml.engine.cli.UsageError`, one line naming the option or
+    file and the fix.
+
+    Args:
+        args: :func:`parse_args`'s result.
+        settings (dict, optional): :func:`_protocol_settings` of a
+            ``--protocol`` run.
+    """
+    from ddml.analysis.runs import check_data_root
+    cli.check_out_dir(args.work_dir, '--work-dir')
+    if args.report_only:  # reads the records, not the data
+        return
+    if settings is not None:
+        check_data_root(osp.join(REPO_ROOT, settings['data_root']),
+                        settings['dataset'],
+                        option=f'{args.protocol}: data.root')
+        return
+    check_data_root(osp.join(REPO_ROOT, args.data_root), args.dataset,
+                    args.skip_data, ('train', args.eval_split))
 
 
 def _detach(argv, log_path: str) -> int:
@@ -261,6 +299,18 @@ def main(argv=None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw)
     work_dir = osp.abspath(args.work_dir)
+    settings = None
+    if args.protocol is not None:  # checked before detaching
+        from ddml.analysis.protocol import ProtocolError
+        cli.check_file(args.protocol, '--protocol', 'give a protocol JSON '
+                       'file, e.g. docs/efficacy/protocol.json')
+        try:
+            settings = _protocol_settings(args)
+        except ProtocolError as err:
+            print(f'benchmark_efficacy.py: error: {cli.one_line(err)}',
+                  file=sys.stderr)
+            return 2
+    check_args(args, settings)
     if not args.foreground and not args.report_only:
         return _detach(raw, osp.join(work_dir, 'efficacy.log'))
 
@@ -268,12 +318,6 @@ def main(argv=None) -> int:
         print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
     if args.protocol is not None:
-        from ddml.analysis.protocol import ProtocolError
-        try:
-            settings = _protocol_settings(args)
-        except ProtocolError as err:
-            print(f'benchmark_efficacy.py: error: {err}', file=sys.stderr)
-            return 2
         if args.report_only:
             return _protocol_report(settings, log)
         jobs = settings['jobs']
@@ -359,4 +403,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))

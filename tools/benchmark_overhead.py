@@ -27,16 +27,15 @@ then.
 """
 import argparse
 import json
+import os.path as osp
 import sys
 import traceback
 from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import torch
-
-from ddml.benchmarks import format_overhead, measure_overhead
-from ddml.benchmarks.overhead import describe_device, resolve_device
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (the checks, without importing ddml)
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 #: Name -> (baseline config, its ddml_* sibling).
@@ -64,7 +63,11 @@ DEFAULTS = dict(
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    """The options, each checked (the configs and --json's folder too):
+    a mistake stops with one line and exit status 2 before torch is
+    imported."""
+    positive = cli.int_at_least(1)
+    parser = cli.ArgumentParser(
         description='Training / inference overhead of DDML vs the baseline')
     parser.add_argument(
         '--models', nargs='+', choices=list(PAIRS), default=list(PAIRS),
@@ -81,25 +84,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--device', choices=('cpu', 'cuda'), default='cpu',
         help='where the models and the batch live; cuda: synchronised '
         'timing and peak memory (default: cpu)')
-    parser.add_argument('--iters', type=int, default=None,
+    parser.add_argument('--iters', type=positive, default=None,
                         help='timed iterations per model and repeat '
                         '(default: cpu 2, cuda 5)')
-    parser.add_argument('--repeats', type=int, default=None,
+    parser.add_argument('--repeats', type=positive, default=None,
                         help='interleaved repeats (default: cpu 3, cuda 5)')
-    parser.add_argument('--warmup', type=int, default=None,
+    parser.add_argument('--warmup', type=cli.int_at_least(0), default=None,
                         help='untimed iterations per model first '
                         '(default: cpu 1, cuda 3)')
-    parser.add_argument('--batch-size', type=int, default=None,
+    parser.add_argument('--batch-size', type=positive, default=None,
                         help='images per batch (default: cpu 1, cuda 8)')
-    parser.add_argument('--height', type=int, default=384)
-    parser.add_argument('--width', type=int, default=1280)
-    parser.add_argument('--objects', type=int, default=8,
+    parser.add_argument('--height', type=cli.int_at_least(32), default=384)
+    parser.add_argument('--width', type=cli.int_at_least(32), default=1280)
+    parser.add_argument('--objects', type=positive, default=8,
                         help='objects per image')
-    parser.add_argument('--down-ratio', type=int, default=4,
+    parser.add_argument('--down-ratio', type=positive, default=4,
                         help="SMOKE's AffineResize down_ratio (trans_mat)")
     parser.add_argument('--metric', action='store_true',
                         help='also enable metric_loss and dense_metric_loss')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive, default=None,
                         help='torch.set_num_threads')
     parser.add_argument('--flops', action='store_true',
                         help='also count FLOPs of one training step each')
@@ -107,6 +110,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.ddml_config is not None and args.config is None:
         parser.error('--ddml-config needs --config (the baseline it wraps)')
+    try:
+        for option in ('config', 'ddml_config'):
+            if getattr(args, option) is not None:
+                cli.check_config(getattr(args, option),
+                                 '--' + option.replace('_', '-'))
+        if args.json is not None:
+            cli.check_out_file(args.json, '--json', ('.json', ))
+    except cli.UsageError as err:
+        parser.error(str(err))
     for key, value in DEFAULTS[args.device].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -115,10 +127,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    import torch
+
+    from ddml.benchmarks import format_overhead, measure_overhead
+    from ddml.benchmarks.overhead import describe_device, resolve_device
     try:
         device = resolve_device(args.device)
-    except RuntimeError as err:
-        raise SystemExit(f'--device {args.device}: {err}')
+    except RuntimeError as err:  # no GPU here
+        raise cli.SetupError(f'--device {args.device}: {err}') from None
     if args.threads:
         torch.set_num_threads(args.threads)
     pairs = [(args.config, args.ddml_config)] if args.config else \
@@ -157,4 +173,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -21,18 +21,35 @@ Usage::
     python tools/benchmark_qi_loss.py --device cuda
         [--num 4096 16384 65536] [--json results.json]
 """
+from __future__ import annotations  # torch is imported once the args pass
+
 import argparse
 import json
 import os
+import os.path as osp
 import platform
+import re
 import statistics
+import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
-import torch
-from torch import Tensor
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (the checks, without importing ddml)
 
-from ddml.models.losses import QuasiIsometricLoss
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = QuasiIsometricLoss = None  # imported by _import_torch()
+
+
+def _import_torch() -> None:
+    """torch and the loss, imported after the arguments are checked."""
+    global torch, QuasiIsometricLoss
+    import torch
+
+    from ddml.models.losses import QuasiIsometricLoss
+
 
 GOAL_S = 1.0
 CPU_NUMS = (4096, )
@@ -44,36 +61,40 @@ RELEASE = dict(temperature=10.0, detach_target=True, loss_weight=0.5)
 NAIVE_MATRICES = 12
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The options, each checked: a mistake stops with one line and exit
+    status 2 before torch is imported."""
+    positive, above0 = cli.int_at_least(1), cli.float_above(0)
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         '--device',
         default='cpu',
         help="'cpu' or 'cuda' (or 'cuda:1'). Defaults to cpu.")
     parser.add_argument(
         '--num',
-        type=int,
+        type=cli.int_at_least(2),
         nargs='+',
         default=None,
         help=f'objects N; default {CPU_NUMS[0]} on the CPU, '
         f'{" ".join(map(str, CUDA_NUMS))} on CUDA')
     parser.add_argument(
-        '--channels', type=int, default=64, help='descriptor channels C')
+        '--channels', type=positive, default=64,
+        help='descriptor channels C')
     parser.add_argument(
         '--repeats',
-        type=int,
+        type=positive,
         default=None,
         help='timed runs (median shown); default 7 on the CPU, 5 on CUDA')
     parser.add_argument(
-        '--chunk-size', type=int, default=512, help='rows per chunk')
+        '--chunk-size', type=positive, default=512, help='rows per chunk')
     parser.add_argument(
         '--max-depth',
-        type=float,
+        type=above0,
         default=60.0,
         help='depths are uniform in (0, max-depth] metres')
     parser.add_argument(
         '--scale',
-        type=float,
+        type=above0,
         default=0.4,
         help='descriptor std; 0.4 puts pairs in both U and L of the '
         "'official' form (with std 1 L is empty and it stops early)")
@@ -82,11 +103,20 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='skip the naive full-matrix baseline')
     parser.add_argument(
-        '--threads', type=int, default=None, help='torch threads')
-    parser.add_argument('--seed', type=int, default=0)
+        '--threads', type=positive, default=None, help='torch threads')
+    parser.add_argument('--seed', type=cli.int_at_least(0), default=0)
     parser.add_argument(
         '--json', default=None, help='also write the results to this file')
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r'cpu|cuda(:\d+)?', args.device):
+        parser.error(f"--device {args.device!r}: give 'cpu', 'cuda' or "
+                     "'cuda:N'")
+    if args.json is not None:
+        try:
+            cli.check_out_file(args.json, '--json', ('.json', ))
+        except cli.UsageError as err:
+            parser.error(str(err))
+    return args
 
 
 def naive_qi_loss(feats: Tensor, depths: Tensor, mode: str) -> Tensor:
@@ -247,17 +277,21 @@ def compare_to_naive(res: Dict, naive: Optional[Dict]) -> None:
         (res['grad'] - naive['grad']).abs().max()) / scale
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    _import_torch()
     device = torch.device(args.device)
-    if device.type not in ('cpu', 'cuda'):
-        raise SystemExit(f"--device must be 'cpu' or 'cuda[:N]', got "
-                         f'{args.device!r}.')
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit(
+        raise cli.SetupError(
             f'--device {args.device}: CUDA is not available (torch '
             f'{torch.__version__}, built with CUDA {torch.version.cuda}); '
             'run on a CUDA machine or use --device cpu.')
+    if device.type == 'cuda' and device.index is not None and \
+            device.index >= torch.cuda.device_count():
+        raise cli.SetupError(
+            f'--device {args.device}: this machine has '
+            f'{torch.cuda.device_count()} CUDA device(s); give cuda:0 to '
+            f'cuda:{torch.cuda.device_count() - 1}')
     if device.type == 'cuda' and device.index is None:
         device = torch.device('cuda', torch.cuda.current_device())
     nums = args.num or (CUDA_NUMS if device.type == 'cuda' else CPU_NUMS)
@@ -333,4 +367,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)  # a user's mistake: one line on stderr, exit status 2

@@ -24,6 +24,7 @@ import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+from _cli import cli  # noqa: E402  (the checks, without importing ddml)
 from run_demo import (DEFAULT_ITERS, DEFAULT_NUM_TEST,  # noqa: E402
                       DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL)
 
@@ -35,35 +36,66 @@ _TABLE_KEYS = ('share/loss_qi', 'cos/loss_qi', 'share/loss_obj_depth',
 
 
 def parse_args(argv=None):
+    """The options, each value checked; then the folders
+    (:func:`check_args`). A mistake: one line, exit status 2."""
     from ddml.analysis.efficacy import VARIANTS
     choices = [v for v in VARIANTS if v != 'baseline']
-    parser = argparse.ArgumentParser(
+    positive, count = cli.int_at_least(1), cli.int_at_least(0)
+    parser = cli.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n', 2)[2])
     parser.add_argument('--variants', nargs='+', default=['ddml', 'qi'],
                         choices=choices)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--iters', type=int, default=DEFAULT_ITERS)
-    parser.add_argument('--interval', type=int, default=50,
+    parser.add_argument('--seed', type=count, default=0)
+    parser.add_argument('--iters', type=positive, default=DEFAULT_ITERS)
+    parser.add_argument('--interval', type=positive, default=50,
                         help='iterations between two records')
     parser.add_argument('--data-root', default='data/demo_kitti',
                         help='the demo data (rendered there if missing)')
-    parser.add_argument('--num-train', type=int, default=DEFAULT_NUM_TRAIN)
-    parser.add_argument('--num-val', type=int, default=DEFAULT_NUM_VAL)
-    parser.add_argument('--num-test', type=int, default=DEFAULT_NUM_TEST,
+    parser.add_argument('--num-train', type=positive,
+                        default=DEFAULT_NUM_TRAIN)
+    parser.add_argument('--num-val', type=positive, default=DEFAULT_NUM_VAL)
+    parser.add_argument('--num-test', type=count, default=DEFAULT_NUM_TEST,
                         help='held-out frames rendered beside (not used '
                         'here)')
     parser.add_argument('--work-dir', default='work_dirs/diagnose')
-    parser.add_argument('--parallel', type=int, default=None,
+    parser.add_argument('--parallel', type=positive, default=None,
                         help='trainings at the same time (default: one per '
                         'core, at most 2)')
     parser.add_argument('--skip-train', action='store_true',
                         help='reuse the runs in --work-dir')
     args = parser.parse_args(argv)
-    if args.iters < 1 or args.interval < 1:
-        parser.error('--iters and --interval must be >= 1')
+    twice = sorted({v for v in args.variants if args.variants.count(v) > 1})
+    if twice:
+        parser.error(f'--variants: {" ".join(twice)} given twice; give each '
+                     'once')
     return args
+
+
+def run_dir(work_dir: str, variant: str, seed: int) -> str:
+    """Where the training of ``variant`` with ``seed`` goes."""
+    return osp.join(work_dir, f'{variant}_seed{seed}')
+
+
+def check_args(args) -> None:
+    """Check the folders before anything is rendered or trained (paths
+    relative to the repository, where :func:`main` runs): raises
+    :class:`ddml.engine.cli.UsageError`, one line naming the option and the
+    fix."""
+    from ddml.analysis.runs import check_data_root
+    work_dir = osp.join(REPO_ROOT, args.work_dir)
+    cli.check_out_dir(work_dir, '--work-dir')
+    check_data_root(osp.join(REPO_ROOT, args.data_root), 'kitti')
+    if args.skip_train:
+        for variant in args.variants:
+            latest = osp.join(run_dir(work_dir, variant, args.seed),
+                              'last_checkpoint')
+            if not osp.isfile(latest):
+                raise cli.MissingPathError(
+                    f'--skip-train: no run of {variant} with --seed '
+                    f'{args.seed} in {args.work_dir} ({latest} is missing); '
+                    'leave out --skip-train to train it')
 
 
 def _config_with_hook(config: str, interval: int, path: str) -> str:
@@ -80,6 +112,7 @@ def _config_with_hook(config: str, interval: int, path: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_args(args)
     os.chdir(REPO_ROOT)
     import functools
 
@@ -107,18 +140,18 @@ def main(argv=None) -> int:
     jobs, runs = [], {}
     for variant in args.variants:
         _, role, extra = VARIANTS[variant]
-        run_dir = osp.join(work_dir, f'{variant}_seed{args.seed}')
+        folder = run_dir(work_dir, variant, args.seed)
         config = _config_with_hook(
             CONFIGS[role], args.interval,
             osp.join(work_dir, 'configs', f'{variant}_diagnostics.py'))
         runs[variant] = dict(config=CONFIGS[role], extra=extra,
-                             run_dir=run_dir)
+                             run_dir=folder)
         if args.skip_train:
             continue
         opts = schedule_options(args.iters, args.seed, data_root, extra=extra)
         jobs.append((variant, functools.partial(
             lambda kw, job_log: train_run(**kw, log=job_log),
-            dict(config=config, work_dir=run_dir, cfg_options=opts,
+            dict(config=config, work_dir=folder, cfg_options=opts,
                  name=variant, threads=threads))))
     log(f'diagnostics: {", ".join(args.variants)}, seed {args.seed}, '
         f'{args.iters} iterations, a record every {args.interval}; '
@@ -167,4 +200,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -28,6 +28,9 @@ import sys
 import warnings
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+from _cli import cli  # noqa: E402  (the checks, without importing ddml)
+
 _DEMO = 'configs/demo/'
 _NAME = 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
 BASELINE_CONFIG = _DEMO + _NAME
@@ -62,18 +65,23 @@ def method_configs(dataset: str) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    """The options, each value checked (one line and exit status 2 on a
+    mistake); the paths, with the options that go with them, are checked
+    by :func:`ddml.analysis.demo.check_demo_args` when the demo starts."""
+    positive, count = cli.int_at_least(1), cli.int_at_least(0)
+    parser = cli.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n', 2)[2])
-    parser.add_argument('--iters', type=int, default=DEFAULT_ITERS,
+    parser.add_argument('--iters', type=positive, default=DEFAULT_ITERS,
                         help=f'training iterations per model (batch 8), '
                         f'default {DEFAULT_ITERS}')
-    parser.add_argument('--num-train', type=int, default=DEFAULT_NUM_TRAIN,
+    parser.add_argument('--num-train', type=positive,
+                        default=DEFAULT_NUM_TRAIN,
                         help=f'training frames (default {DEFAULT_NUM_TRAIN})')
-    parser.add_argument('--num-val', type=int, default=DEFAULT_NUM_VAL,
+    parser.add_argument('--num-val', type=positive, default=DEFAULT_NUM_VAL,
                         help=f'validation frames (default {DEFAULT_NUM_VAL})')
-    parser.add_argument('--num-test', type=int, default=DEFAULT_NUM_TEST,
+    parser.add_argument('--num-test', type=count, default=DEFAULT_NUM_TEST,
                         help='held-out frames rendered into testing/ '
                         f'(default {DEFAULT_NUM_TEST})')
     parser.add_argument('--eval-split', choices=['val', 'test'],
@@ -81,7 +89,7 @@ def parse_args(argv=None):
                         help='split the models are evaluated on: val '
                         '(default; the split the demo was designed on) or '
                         'test (held-out)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=count, default=0,
                         help='seed of the data and of both trainings')
     parser.add_argument('--dataset', choices=sorted(DATASET_CONFIGS),
                         default='kitti',
@@ -98,10 +106,10 @@ def parse_args(argv=None):
                         ' data/demo_waymo for waymo)')
     parser.add_argument('--skip-data', action='store_true',
                         help='use --data-root as it is (no rendering)')
-    parser.add_argument('--parallel', type=int, default=None,
+    parser.add_argument('--parallel', type=positive, default=None,
                         help='trainings at the same time (default: one per '
                         'core, at most 2)')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive, default=None,
                         help='torch/OpenMP threads per training process '
                         '(default: cores / parallel)')
     parser.add_argument('--skip-train', action='store_true',
@@ -121,15 +129,23 @@ def parse_args(argv=None):
     return args
 
 
+def demo_configs(args) -> dict:
+    """Model name -> config of the run: the baseline and ``--method``."""
+    configs = DATASET_CONFIGS[args.dataset]
+    return dict(baseline=configs['baseline'],
+                **{args.method: configs[args.method]})
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     os.chdir(REPO_ROOT)  # configs and data paths are repository-relative
     from ddml.analysis.demo import run_demo
-    configs = DATASET_CONFIGS[args.dataset]
+    # run_demo checks the paths and the options together first
+    # (ddml.analysis.demo.check_demo_args): a mistake raises a UsageError
+    # before anything is rendered, trained or written
     out = run_demo(
-        dict(baseline=configs['baseline'],
-             **{args.method: configs[args.method]}),
+        demo_configs(args),
         data_root=args.data_root, work_dir=args.work_dir, iters=args.iters,
         num_train=args.num_train, num_val=args.num_val,
         num_test=args.num_test, eval_split=args.eval_split, seed=args.seed,
@@ -152,4 +168,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -7,7 +7,8 @@ Same options as mmdet3d's tools/test.py, e.g.::
 The logic is the package's entry point :func:`ddml.engine.test.main`
 (also ``python -m ddml.engine.test``).
 """
+from ddml.engine.cli import run
 from ddml.engine.test import main
 
 if __name__ == '__main__':
-    main()
+    run(main)  # a user's mistake: one line on stderr, exit status 2

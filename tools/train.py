@@ -9,7 +9,8 @@ Same options as mmdet3d's tools/train.py, e.g.::
 The logic is the package's entry point :func:`ddml.engine.train.main`
 (also ``python -m ddml.engine.train``).
 """
+from ddml.engine.cli import run
 from ddml.engine.train import main
 
 if __name__ == '__main__':
-    main()
+    run(main)  # a user's mistake: one line on stderr, exit status 2

@@ -31,11 +31,18 @@ points -> LEVEL_2, else LEVEL_1.  The op is
 "OBJECT_TYPE", "shard": int, "level": int, "AP": float, "APH": float,
 "APL": float}, ...]}}``.
 """
+import importlib.util
 import json
 import os
+import os.path as osp
 import sys
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (ddml is not installed in the oracle's env)
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+#: What each case must hold (its frames are checked by the op itself).
+CASE_KEYS = ('name', 'config', 'frames')
 
 
 def _config(spec):
@@ -127,17 +134,58 @@ def _evaluate(case):
     return rows
 
 
-def main(argv):
-    if len(argv) != 3:
-        print(__doc__)
-        return 2
-    with open(argv[1]) as f:
-        cases = json.load(f)['cases']
+def parse_args(argv=None):
+    parser = cli.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        epilog='the formats of both files: see the module docstring')
+    parser.add_argument('cases', help='cases.json ({"cases": [case, ...]})')
+    parser.add_argument('results', help='results.json to write')
+    return parser.parse_args(argv)
+
+
+def read_cases(path: str) -> list:
+    """The cases of ``path``, each checked for :data:`CASE_KEYS` and its
+    config's ``iou_thresholds``: raises
+    :class:`ddml.engine.cli.UsageError`, one line naming the case and the
+    key."""
+    cli.check_file(path, 'cases', 'give the cases JSON file that the test '
+                   'wrote ({"cases": [...]})')
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except ValueError as err:
+        raise cli.BadValueError(f'cases {path}: not valid JSON ({err})')
+    cases = data.get('cases') if isinstance(data, dict) else None
+    if not isinstance(cases, list):
+        raise cli.BadValueError(
+            f'cases {path}: no "cases" list at the top; write '
+            '{"cases": [case, ...]} (see this tool\'s docstring)')
+    for i, case in enumerate(cases):
+        missing = [k for k in CASE_KEYS if not isinstance(case, dict)
+                   or k not in case]
+        if not missing and 'iou_thresholds' not in case['config']:
+            missing = ['config.iou_thresholds']
+        if missing:
+            raise cli.BadValueError(
+                f'cases {path}: case {i} has no {missing[0]!r}; each case '
+                'needs name, config (with iou_thresholds) and frames')
+    return cases
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cases = read_cases(args.cases)
+    cli.check_out_file(args.results, 'results', ('.json', ))
+    if importlib.util.find_spec('waymo_open_dataset') is None:
+        raise cli.SetupError(
+            'the Waymo devkit (waymo_open_dataset) is not installed in this '
+            'python; run this tool with the oracle environment\'s: '
+            '$DDML_WAYMO_ORACLE_VENV/bin/python (built by make waymo-oracle)')
     from importlib.metadata import version
     results = {}
     for case in cases:
         results[case['name']] = _evaluate(case)
-    with open(argv[2], 'w') as f:
+    with open(args.results, 'w') as f:
         json.dump(
             dict(
                 versions=dict(
@@ -149,4 +197,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv))
+    sys.exit(cli.run(main))

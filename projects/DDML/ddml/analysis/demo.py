@@ -31,7 +31,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 __all__ = ['DEMO_TABLE_ROWS', 'WAYMO_DEMO_TABLE_ROWS', 'TABLE_ROWS',
-           'TABLE_NOTES', 'demo_table', 'demo_figures', 'run_demo']
+           'TABLE_NOTES', 'demo_table', 'demo_figures', 'demo_checkpoint',
+           'check_demo_args', 'run_demo']
 
 #: Rows of both tables: centre distance, depth error, cost, descriptors.
 _SHARED_ROWS = [
@@ -258,6 +259,58 @@ def demo_figures(rows: Sequence[Mapping],
     return paths
 
 
+def demo_checkpoint(work_dir: str, name: str, iters: int) -> str:
+    """The checkpoint the demo's training of model ``name`` leaves (and
+    ``skip_train`` reuses)."""
+    return osp.join(work_dir, name, f'iter_{iters}.pth')
+
+
+def check_demo_args(configs: Mapping[str, str],
+                    data_root: str,
+                    work_dir: str,
+                    iters: int,
+                    skip_data: bool = False,
+                    skip_train: bool = False,
+                    num_test: int = 0,
+                    eval_split: str = 'val',
+                    dataset: str = 'kitti') -> None:
+    """Check what :func:`run_demo` is given, before anything is rendered,
+    trained or written (the option names are ``tools/run_demo.py``'s).
+
+    Raises:
+        ddml.engine.cli.UsageError: Naming the option, file or value and
+            the fix, in one line: an unknown ``eval_split``; the held-out
+            split without ``num_test``; a ``work_dir`` that is a file; a
+            ``data_root`` that cannot be used
+            (:func:`ddml.analysis.runs.check_data_root`); with
+            ``skip_train``, a model without its checkpoint.
+    """
+    import glob
+
+    from ..engine.cli import BadValueError, MissingPathError, check_out_dir
+    from .runs import check_data_root
+    if eval_split not in ('val', 'test'):
+        raise BadValueError(f'--eval-split {eval_split}: give val or test')
+    if eval_split == 'test' and not num_test and not skip_data:
+        raise BadValueError('--eval-split test needs a held-out split: give '
+                            '--num-test > 0 (frames rendered into testing/)')
+    check_out_dir(work_dir, '--work-dir')
+    missing = [name for name in configs if not osp.isfile(
+        demo_checkpoint(work_dir, name, iters))] if skip_train else []
+    check_data_root(data_root, dataset, skip_data,
+                    (eval_split, ) + (('train', ) if missing or not skip_train
+                                      else ()))
+    if missing:
+        ckpt = demo_checkpoint(work_dir, missing[0], iters)
+        there = sorted(osp.basename(p) for p in glob.glob(
+            osp.join(work_dir, missing[0], 'iter_*.pth')))
+        raise MissingPathError(
+            f'--skip-train: no checkpoint {ckpt} to reuse (--iters {iters}); '
+            'leave out --skip-train to train it'
+            + (f', or give the --iters of the one there ({", ".join(there)})'
+               if there else ''))
+
+
 def run_demo(configs: Mapping[str, str],
              data_root: str,
              work_dir: str,
@@ -315,6 +368,9 @@ def run_demo(configs: Mapping[str, str],
                        train_runs)
 
     spec = demo_dataset(dataset)
+    check_demo_args(configs, data_root, work_dir, iters, skip_data=skip_data,
+                    skip_train=skip_train, num_test=num_test,
+                    eval_split=eval_split, dataset=dataset)
     t_start = time.perf_counter()
     cores = os.cpu_count() or 1
     names = list(configs)
@@ -328,11 +384,6 @@ def run_demo(configs: Mapping[str, str],
     os.makedirs(fig_dir, exist_ok=True)
     steps = 4
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-    if eval_split not in ('val', 'test'):
-        raise ValueError(f'eval_split must be val or test, got {eval_split!r}')
-    if eval_split == 'test' and not num_test and not skip_data:
-        raise ValueError('eval_split test needs a held-out split: num_test '
-                         '(--num-test) must be > 0')
     log(f'ddml demo: {", ".join(names)}; {iters} iterations each, '
         f'{num_train} train / {num_val} val / {num_test} test frames, '
         f'evaluated on {eval_split}, seed {seed}; '
@@ -342,12 +393,7 @@ def run_demo(configs: Mapping[str, str],
 
     log(f'\n[1/{steps}] synthetic {spec.title}-format data')
     t0 = time.perf_counter()
-    if skip_data:
-        infos = spec.info_file(data_root, eval_split)
-        if not osp.isfile(infos):
-            raise FileNotFoundError(
-                f'--skip-data: {infos} not found; run without --skip-data '
-                'to render the data there')
+    if skip_data:  # its infos were checked by check_demo_args
         log(f'data: using {data_root} as it is')
     else:
         ensure_dataset(data_root, num_train, num_val, seed, log=log,
@@ -361,7 +407,7 @@ def run_demo(configs: Mapping[str, str],
     train_info, jobs = {}, []
     for name, config in configs.items():
         run_dir = osp.join(work_dir, name)
-        ckpt = osp.join(run_dir, f'iter_{iters}.pth')
+        ckpt = demo_checkpoint(work_dir, name, iters)
         if skip_train and osp.isfile(ckpt):
             log(f'{name}: reusing {ckpt}')
             train_info[name] = dict(checkpoint=ckpt, wall_s=float('nan'),

@@ -34,9 +34,9 @@ from .demo_report import depth_errors, match_detections  # noqa: F401
 from .descriptor_analysis import descriptor_settings
 
 __all__ = ['CENTRE_DISTANCE_KEYS', 'annotated_pipeline', 'load_model',
-           'build_split_dataset', 'descriptor_reader', 'detection_benchmark',
-           'camera_frame_annos', 'camera_view_infos', 'evaluate_checkpoint',
-           'kitti_summary', 'evaluate_run']
+           'build_split_dataset', 'check_split_data', 'descriptor_reader',
+           'detection_benchmark', 'camera_frame_annos', 'camera_view_infos',
+           'evaluate_checkpoint', 'kitti_summary', 'evaluate_run']
 
 #: ``CentreDistanceMetric`` figures copied into a row as ``cd_<key>``.
 CENTRE_DISTANCE_KEYS = (
@@ -98,6 +98,32 @@ def _split_ann_file(ann_file: str, split: Optional[str]) -> str:
                          f'{ann_file!r}; pass an ann_file ending in '
                          '_train/_val/_trainval/_test.pkl')
     return new
+
+
+def check_split_data(cfg, split: Optional[str] = 'val',
+                     data_root: Optional[str] = None) -> str:
+    """Check, before a model is built, that the info file
+    :func:`build_split_dataset` reads for ``split`` is there.
+
+    Returns:
+        str: The info file.
+
+    Raises:
+        ddml.engine.cli.MissingPathError: Naming the file and the fix
+            (``--data-root``, ``--split``), in one line.
+    """
+    from ..engine.cli import MissingPathError
+    ds_cfg = cfg.val_dataloader.dataset
+    ann_file = _split_ann_file(ds_cfg.ann_file, split)
+    root = data_root if data_root is not None else ds_cfg.get('data_root')
+    info = ann_file if osp.isabs(ann_file) or not root else osp.join(
+        root, ann_file)
+    if not osp.isfile(info):
+        raise MissingPathError(
+            f'--split {split}: its info file {info} is not there; give '
+            '--data-root, the dataset root that holds it, or another '
+            '--split')
+    return info
 
 
 def load_model(cfg, checkpoint: Optional[str], device: str = 'cpu'):

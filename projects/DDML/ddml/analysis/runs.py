@@ -20,9 +20,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['DEMO_SCALE', 'DemoDataset', 'DEMO_DATASETS', 'demo_dataset',
-           'read_manifest', 'code_version', 'ensure_dataset',
-           'parse_cfg_options', 'schedule_options', 'train_run', 'RunsFailed',
-           'run_parallel', 'train_runs']
+           'read_manifest', 'code_version', 'check_data_root',
+           'ensure_dataset', 'parse_cfg_options', 'schedule_options',
+           'train_run', 'RunsFailed', 'run_parallel', 'train_runs']
 
 DEMO_SCALE = 0.3333  # 1242x375 -> 414x125, the demo configs' 416x128 input
 MANIFEST = 'ddml_demo_manifest.json'
@@ -195,6 +195,53 @@ def code_version() -> str:
     return commit + ('+dirty' if dirty else '')
 
 
+def _check_format(root: str, dataset: str, have: Optional[Dict]) -> None:
+    """Refuse to render ``dataset`` over our rendering of the other
+    format (manifest ``have``)."""
+    from ..engine.cli import BadValueError
+    if have is not None and have.get('format', 'kitti') != dataset:
+        raise BadValueError(
+            f'{root} holds synthetic {have.get("format", "kitti")} data; '
+            f'render the {dataset} data elsewhere (--data-root, default '
+            f'{demo_dataset(dataset).default_root})')
+
+
+def check_data_root(root: str,
+                    dataset: str = 'kitti',
+                    skip_data: bool = False,
+                    splits: Sequence[str] = ('train', 'val'),
+                    option: str = '--data-root') -> None:
+    """Check, before anything is rendered or trained, that ``root`` can
+    be the data of the demo's tools (``tools/run_demo.py``,
+    ``benchmark_efficacy.py``, ``diagnose_aux_losses.py``).
+
+    With ``skip_data`` (used as it is) it must hold the info files of
+    ``splits``; else it is where :func:`ensure_dataset` renders: not a
+    file, and not our rendering of the other format.
+
+    Raises:
+        ddml.engine.cli.UsageError: Naming the folder or info file and the
+            fix, in one line.
+    """
+    from ..engine.cli import MissingPathError, check_dir, check_out_dir
+    spec = demo_dataset(dataset)
+    if not skip_data:
+        check_out_dir(root, option)
+        _check_format(root, dataset, read_manifest(root))
+        return
+    check_dir(root, option, 'give the folder that holds the data and its '
+              'infos, or leave out --skip-data to render the synthetic '
+              'data there')
+    for split in splits:
+        info = spec.info_file(root, split)
+        if not osp.isfile(info):
+            raise MissingPathError(
+                f'{option} {root}: no {osp.basename(info)} there, which '
+                f'--skip-data needs; leave out --skip-data to render the '
+                f'synthetic {spec.title} data there, or give the root that '
+                'holds its infos')
+
+
 def ensure_dataset(root: str,
                    num_train: int,
                    num_val: int,
@@ -246,11 +293,7 @@ def ensure_dataset(root: str,
                      dataset)
     path = osp.join(root, MANIFEST)
     have = read_manifest(root)
-    if have is not None and have.get('format', 'kitti') != dataset:
-        raise ValueError(
-            f'{root} holds synthetic {have.get("format", "kitti")} data; '
-            f'render the {dataset} data elsewhere (--data-root, default '
-            f'{spec.default_root})')
+    _check_format(root, dataset, have)
     splits = ('train', 'val', 'trainval') + (('test', ) if num_test else ())
     infos = [spec.info_file(root, s) for s in splits]
     sizes = f'{num_train} train / {num_val} val / {num_test} test'

@@ -5,17 +5,28 @@ mmdet3d and this add-on without relearning anything. The entry points are
 :func:`ddml.engine.train.main` (``python -m ddml.engine.train``, called by
 ``tools/train.py``) and :func:`ddml.engine.test.main`
 (``python -m ddml.engine.test``, called by ``tools/test.py``).
+
+A user's mistake (a missing config or checkpoint, an option the config or
+the machine cannot honour) raises a :class:`ddml.engine.cli.UsageError`
+(a ``FileNotFoundError``, ``ValueError`` or ``RuntimeError`` too), which
+the command lines print as one line with exit status 2
+(:func:`ddml.engine.cli.run`).
 """
 import argparse
 import logging
 import os
 import os.path as osp
-from typing import List
+from typing import List, Optional
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from .cli import (ArgumentParser, BadValueError, CfgOptionsAction,
+                  SetupError, check_checkpoint, check_config,
+                  check_config_and_checkpoint, check_out_dir, float_above,
+                  float_in)
 
 __all__ = [
     'train_parser', 'test_parser', 'train_config', 'test_config',
@@ -34,7 +45,7 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override settings of the config, as key=value pairs merged '
         'into it, e.g. train_cfg.max_iters=10 or key="[a,b]" for lists '
         '(quotes needed, no white space)')
@@ -46,7 +57,7 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_parser() -> argparse.ArgumentParser:
     """Argument parser of ``tools/train.py`` (mmdet3d's options)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description='Train a monocular 3D detector (mmdet3d + ddml)')
     parser.add_argument('config', help='train config file path')
     _common_arguments(parser)
@@ -75,7 +86,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 def test_parser() -> argparse.ArgumentParser:
     """Argument parser of ``tools/test.py`` (mmdet3d's options)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description='Test (and evaluate) a monocular 3D detector')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -86,22 +97,40 @@ def test_parser() -> argparse.ArgumentParser:
         '--show-dir',
         help='directory (under work_dir/timestamp) for painted images')
     parser.add_argument(
-        '--score-thr', type=float, default=0.1, help='bbox score threshold')
+        '--score-thr',
+        type=float_in(0, 1),
+        default=0.1,
+        help='bbox score threshold')
     parser.add_argument(
         '--task',
         choices=_VIS_TASKS,
         default='mono_det',
         help='visualisation task (default: mono_det)')
     parser.add_argument(
-        '--wait-time', type=float, default=2, help='interval of --show (s)')
+        '--wait-time',
+        type=float_above(0, inclusive=True),
+        default=2, help='interval of --show (s)')
     parser.add_argument(
         '--tta', action='store_true', help='test time augmentation')
     return parser
 
 
-def _load_config(args: argparse.Namespace) -> Config:
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file {args.config} does not exist')
+def _load_config(args: argparse.Namespace,
+                 checkpoint: Optional[str] = None) -> Config:
+    if checkpoint is None:
+        check_config(args.config)
+    else:
+        check_config_and_checkpoint(args.config, checkpoint)
+    if args.work_dir is not None:
+        check_out_dir(args.work_dir, '--work-dir')
+    if args.launcher == 'pytorch' and not all(
+            key in os.environ for key in ('RANK', 'WORLD_SIZE',
+                                          'MASTER_ADDR', 'MASTER_PORT')):
+        raise BadValueError(
+            '--launcher pytorch: RANK, WORLD_SIZE, MASTER_ADDR and '
+            'MASTER_PORT are not set; start the processes with '
+            'tools/dist_train.sh CONFIG N (or dist_test.sh, torchrun), '
+            'which sets them, or leave out --launcher')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = Config.fromfile(args.config)
@@ -141,11 +170,13 @@ def train_config(args: argparse.Namespace) -> Config:
     Returns:
         The config the Runner is built from.
     """
+    if args.resume not in (None, 'auto'):
+        check_checkpoint(args.resume, '--resume')
     cfg = _load_config(args)
     if args.amp:
         import torch
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise BadValueError(
                 "--amp uses mmengine's AmpOptimWrapper, which needs a GPU "
                 '(CUDA, NPU, MLU or MUSA); CUDA is not available here, so '
                 'train without --amp')
@@ -154,7 +185,7 @@ def train_config(args: argparse.Namespace) -> Config:
             print_log('AMP training is already enabled in the config.',
                       logger='current', level=logging.WARNING)
         elif wrapper != 'OptimWrapper':
-            raise ValueError(
+            raise BadValueError(
                 f'--amp needs optim_wrapper.type OptimWrapper, but the '
                 f'config {args.config} uses {wrapper}')
         else:
@@ -165,7 +196,7 @@ def train_config(args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         scale = cfg.get('auto_scale_lr', None)
         if not scale or 'base_batch_size' not in scale:
-            raise ValueError(
+            raise BadValueError(
                 f'--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
                 f'base_batch_size=...) in the config {args.config}')
         cfg.auto_scale_lr.enable = True
@@ -174,9 +205,6 @@ def train_config(args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(
-                f'--resume checkpoint {args.resume} does not exist')
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
@@ -190,19 +218,18 @@ def test_config(args: argparse.Namespace) -> Config:
         args: Parsed :func:`test_parser` arguments.
 
     Raises:
-        FileNotFoundError: When the checkpoint does not exist.
+        UsageError: A missing config or checkpoint (FileNotFoundError), an
+            option the config cannot honour (ValueError).
 
     Returns:
         The config the Runner is built from.
     """
-    cfg = _load_config(args)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    cfg = _load_config(args, args.checkpoint)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         hooks = cfg.get('default_hooks', {})
         if 'visualization' not in hooks:
-            raise ValueError(
+            raise BadValueError(
                 '--show/--show-dir need default_hooks.visualization = '
                 "dict(type='Det3DVisualizationHook') in the config")
         vis = hooks['visualization']
@@ -217,7 +244,8 @@ def test_config(args: argparse.Namespace) -> Config:
     if args.tta:
         for key in ('tta_model', 'tta_pipeline'):
             if key not in cfg:
-                raise ValueError(f'--tta needs {key} in the config')
+                raise BadValueError(
+                    f'--tta needs {key} in the config {args.config}')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     return cfg
@@ -245,7 +273,8 @@ def check_evaluator_available(cfg: Config) -> None:
         cfg: The test config.
 
     Raises:
-        RuntimeError: Naming what to install, or the metric to use instead.
+        SetupError: Naming what to install, or the metric to use instead
+            (a RuntimeError).
     """
     types = _evaluator_types(cfg.get('test_evaluator', None))
     if 'WaymoMetric' not in types:
@@ -264,7 +293,7 @@ def check_evaluator_available(cfg: Config) -> None:
         missing.append(f'the bazel-built binary {binary} (build it from the '
                        f'Waymo devkit and put it at {local} or on PATH)')
     if missing:
-        raise RuntimeError(
+        raise SetupError(
             "test_evaluator uses mmdet3d's WaymoMetric, which needs "
             + ' and '.join(missing) + '. Install them, or evaluate with '
             "ddml's Waymo metric, which needs neither: "

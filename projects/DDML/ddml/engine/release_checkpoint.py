@@ -55,6 +55,7 @@ from torch import Tensor
 
 from ..models.backbones.dla_release import dla_key_from_release
 from ..models.heads.monodle_head import KITTI_MEAN_SIZES
+from .cli import ArgumentParser, BadValueError, UsageError, check_out_file
 
 __all__ = [
     'ReleaseCheckpointError', 'RELEASE_CLASSES', 'RELEASE_BRANCHES',
@@ -88,8 +89,9 @@ DEFAULT_CONFIGS = {
 _REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
-class ReleaseCheckpointError(ValueError):
-    """A user mistake, described in one line with its fix."""
+class ReleaseCheckpointError(BadValueError):
+    """A user mistake, described in one line with its fix (a
+    :class:`ddml.engine.cli.UsageError` and a ValueError)."""
 
 
 def default_config(has_obj_depth: bool) -> str:
@@ -462,7 +464,7 @@ def _build_model(cfg):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='convert_release_checkpoint',
         description='Convert a checkpoint of MonoDLE\'s release '
         '(xinzhuma/monodle) or DDML\'s (mingyuShin/DDML-M3DOD) into an '
@@ -497,16 +499,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        out_dir = osp.dirname(osp.abspath(args.out))
-        if not osp.isdir(out_dir):
+        check_out_file(args.out, 'out')
+        if osp.isfile(args.out) and osp.isfile(args.release) and \
+                osp.samefile(args.out, args.release):
             raise ReleaseCheckpointError(
-                f'{args.out}: its folder {out_dir} does not exist; create '
-                'it first')
+                f'{args.out}: is the release checkpoint itself; give '
+                'another file name for the converted one')
         result = convert_release_checkpoint(args.release, args.config,
                                             args.meanshape)
         torch.save(result['checkpoint'], args.out)
-    except ReleaseCheckpointError as err:
-        parser.exit(2, f'{parser.prog}: error: {err}\n')
+    except UsageError as err:
+        parser.error(str(err))
     state_dict = result['checkpoint']['state_dict']
     print(f'wrote {args.out}: {len(state_dict)} tensors for '
           f'{result["config"]}; left out {len(result["dropped"])} release '

@@ -32,4 +32,5 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    from .cli import run
+    run(main)  # a user's mistake: one line, exit status 2
