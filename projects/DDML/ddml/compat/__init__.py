@@ -11,7 +11,9 @@ applied; :func:`apply_patches` applies all of them and is called by
 * :mod:`.checkpoint_loading`: mmengine checkpoints load with torch's
   ``weights_only=True``, anything else is refused with a clear error;
 * :mod:`.numba_threads`: numba's parallel loops (KITTI evaluation) leave
-  torch's thread count as it was.
+  torch's thread count as it was;
+* :mod:`.mono_inferencer`: mmdet3d's ``MonoDet3DInferencer`` runs (its
+  ``KeyError: 'CAM2'``), with ddml's configs and intrinsics of one's own.
 """
 import warnings
 
@@ -24,6 +26,7 @@ from .kitti_empty_frames import allow_empty_kitti_frames
 from .kitti_rotated_iou import (KITTI_IOU_BACKENDS, KITTI_IOU_ENV,
                                 get_kitti_iou_backend,
                                 resolve_kitti_iou_mode, use_cpu_rotated_iou)
+from .mono_inferencer import fix_mono_inferencer, resolve_camera
 from .numba_threads import NUMBA_LAYER_ENV, keep_torch_threads_from_numba
 
 __all__ = [
@@ -32,7 +35,7 @@ __all__ = [
     'use_weights_only_checkpoints', 'allow_empty_kitti_frames',
     'KITTI_IOU_BACKENDS', 'KITTI_IOU_ENV', 'get_kitti_iou_backend',
     'resolve_kitti_iou_mode', 'use_cpu_rotated_iou', 'NUMBA_LAYER_ENV',
-    'keep_torch_threads_from_numba'
+    'keep_torch_threads_from_numba', 'fix_mono_inferencer', 'resolve_camera'
 ]
 
 
@@ -46,6 +49,7 @@ def apply_patches() -> None:
     use_weights_only_checkpoints()
     allow_empty_kitti_frames()
     keep_torch_threads_from_numba()
+    fix_mono_inferencer()
     try:
         use_cpu_rotated_iou()
     except ImportError as err:  # mmdet3d's KITTI eval missing
