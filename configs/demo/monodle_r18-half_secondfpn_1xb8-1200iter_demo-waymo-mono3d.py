@@ -29,7 +29,7 @@
 #   WAYMO_CLASS_PRIORS) and depth range up to 75 m (Waymo's label and top
 #   LiDAR range).
 # - The test pipeline packs context_name and timestamp, the frame key of
-#   WaymoMono3DMetric, and not img_shape (see there).
+#   WaymoMono3DMetric.
 _base_ = ['./monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
 
 dataset_type = 'WaymoDataset'
@@ -93,31 +93,22 @@ eval_pipeline = test_pipeline
 # The KITTI demo's datasets with Waymo's type, files and camera; the
 # held-out split is read with data_prefix=waymo_data_prefix('test')
 # (ddml.data_tools.synthetic_waymo), which the demo's evaluation sets.
+waymo_dataset = dict(
+    type=dataset_type,
+    data_root=data_root,
+    data_prefix=dict(
+        _delete_=True, pts='training/velodyne', CAM_FRONT='training/image_0'),
+    default_cam_key='CAM_FRONT',
+    load_interval=1,
+    metainfo=metainfo)
 train_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        waymo_dataset,
         ann_file='waymo_infos_train.pkl',
-        data_prefix=dict(
-            _delete_=True,
-            pts='training/velodyne',
-            CAM_FRONT='training/image_0'),
-        default_cam_key='CAM_FRONT',
-        load_interval=1,
-        metainfo=metainfo,
         pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='waymo_infos_val.pkl',
-        data_prefix=dict(
-            _delete_=True,
-            pts='training/velodyne',
-            CAM_FRONT='training/image_0'),
-        default_cam_key='CAM_FRONT',
-        load_interval=1,
-        metainfo=metainfo,
+        waymo_dataset, ann_file='waymo_infos_val.pkl',
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # AP/APH and LET (the metric's default `metrics`, left out: mmengine's
