@@ -114,8 +114,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     check_args(args)
     os.chdir(REPO_ROOT)
-    import functools
-
     from benchmark_efficacy import CONFIGS
 
     from ddml.analysis.efficacy import VARIANTS
@@ -123,8 +121,7 @@ def main(argv=None) -> int:
                                                     read_diagnostics)
     from ddml.analysis.model_eval import evaluate_run
     from ddml.analysis.runs import (ensure_dataset, parse_cfg_options,
-                                    run_parallel, schedule_options,
-                                    train_run)
+                                    schedule_options, train_runs)
     from ddml.models.defaults import QI_K
 
     def log(msg):
@@ -149,14 +146,12 @@ def main(argv=None) -> int:
         if args.skip_train:
             continue
         opts = schedule_options(args.iters, args.seed, data_root, extra=extra)
-        jobs.append((variant, functools.partial(
-            lambda kw, job_log: train_run(**kw, log=job_log),
-            dict(config=config, work_dir=folder, cfg_options=opts,
-                 name=variant, threads=threads))))
+        jobs.append(dict(config=config, work_dir=folder, cfg_options=opts,
+                         name=variant, threads=threads))
     log(f'diagnostics: {", ".join(args.variants)}, seed {args.seed}, '
         f'{args.iters} iterations, a record every {args.interval}; '
         f'{parallel} at a time')
-    run_parallel(jobs, parallel=parallel, log=log)
+    train_runs(jobs, parallel=parallel, log=log)
     fig_dir = osp.join(work_dir, 'figures')
     series, summary = {}, {}
     for variant, run in runs.items():
