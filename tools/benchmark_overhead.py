@@ -46,10 +46,10 @@ PAIRS: Dict[str, Tuple[str, str]] = {
      str(CONFIGS / 'demo' / 'ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-'
          'kitti-mono3d.py')),
     'monodle-demo':
-    (str(CONFIGS / 'demo' / 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-'
-         'mono3d.py'),
-     str(CONFIGS / 'demo' / 'ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-'
-         'kitti-mono3d.py')),
+    (str(CONFIGS / 'demo' / 'monodle_r18-half_secondfpn_1xb8-1200iter_demo-'
+         'kitti-mono3d.py'),
+     str(CONFIGS / 'demo' / 'ddml_monodle_r18-half_secondfpn_1xb8-1200iter_'
+         'demo-kitti-mono3d.py')),
     'smoke':
     (str(CONFIGS / 'smoke' / 'smoke_dla34_dlaneck_gn-all_4xb8-6x_kitti-'
          'mono3d.py'),

@@ -32,7 +32,7 @@ sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 from _cli import cli  # noqa: E402  (the checks, without importing ddml)
 
 _DEMO = 'configs/demo/'
-_NAME = 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+_NAME = 'monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py'
 BASELINE_CONFIG = _DEMO + _NAME
 METHOD_CONFIGS = {
     'ddml': _DEMO + 'ddml_' + _NAME,

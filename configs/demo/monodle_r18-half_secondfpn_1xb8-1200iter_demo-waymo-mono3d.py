@@ -30,7 +30,7 @@
 #   LiDAR range).
 # - The test pipeline packs context_name and timestamp, the frame key of
 #   WaymoMono3DMetric.
-_base_ = ['./monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
+_base_ = ['./monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py']
 
 dataset_type = 'WaymoDataset'
 data_root = 'data/demo_waymo/'

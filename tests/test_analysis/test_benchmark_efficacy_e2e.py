@@ -41,6 +41,16 @@ def test_benchmark_efficacy_tiny(tmp_path, capsys):
     # a second run takes every result from the cache
     assert _tool().main(argv) == 0
     assert capsys.readouterr().out.count(': cached (') == 4
+    # records written under the configs' old names (before the rename of
+    # issue 23) are the same runs
+    for path in work.glob('*/seed*/result.json'):
+        row = json.loads(path.read_text())
+        row['config'] = row['config'].replace('1xb8-1200iter_demo-kitti',
+                                              '1xb8-1k_demo-kitti')
+        assert '1xb8-1k_demo-kitti' in row['config']
+        path.write_text(json.dumps(row))
+    assert _tool().main(argv) == 0
+    assert capsys.readouterr().out.count(': cached (') == 4
     assert _tool().main(argv[1:] + ['--report-only']) == 0
 
 

@@ -14,8 +14,10 @@ from ddml.testing import write_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / 'configs' / 'demo'
-WRAPPER = DEMO / 'ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
-BASELINE = DEMO / 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+WRAPPER = DEMO / ('ddml_monodle_r18-half_secondfpn_1xb8-1200iter_demo-'
+                  'kitti-mono3d.py')
+BASELINE = DEMO / ('monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-'
+                   'mono3d.py')
 
 
 def _train(config: Path, work_dir: Path):

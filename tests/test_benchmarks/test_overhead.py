@@ -20,11 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools' / 'benchmark_overhead.py'
 DEMO = REPO / 'configs' / 'demo'
 DEMO_BASELINE = DEMO / 'smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
-MONODLE = DEMO / 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+MONODLE = DEMO / ('monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-'
+                  'mono3d.py')
 DDML_SMOKE = DEMO / ('ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-'
                      'mono3d.py')
-DDML_MONODLE = DEMO / ('ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-'
-                       'mono3d.py')
+DDML_MONODLE = DEMO / ('ddml_monodle_r18-half_secondfpn_1xb8-1200iter_demo-'
+                       'kitti-mono3d.py')
 
 
 def test_synthetic_batch_is_kitti_like_and_seeded():

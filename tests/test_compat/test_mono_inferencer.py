@@ -24,9 +24,10 @@ from ddml.compat import resolve_camera
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / 'configs' / 'demo'
-PLAIN_CFG = DEMO / 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+PLAIN_CFG = DEMO / ('monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-'
+                    'mono3d.py')
 DDML_CFG = DEMO / \
-    'ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    'ddml_monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py'
 
 
 def test_resolve_camera():

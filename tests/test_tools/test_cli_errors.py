@@ -494,3 +494,22 @@ def test_paths(tmp_path):
                            cli.FIGURE_SUFFIXES)
     with pytest.raises(cli.BadValueError, match="'qii' is not one of"):
         cli.check_names(['qi', 'qii'], ['qi', 'dmap'], '--variants')
+
+
+def test_renamed_config_refused_with_its_new_name():
+    """A config's old name (issue 23, item 4) stops tools/train.py in one
+    line that names the new file, which exists; records under the old name
+    compare equal to the new one."""
+    from ddml.engine import cli
+    old = ('configs/demo/'
+           'ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py')
+    new = cli.current_config_name(old)
+    assert new == old.replace('1xb8-1k', '1xb8-1200iter')
+    assert (REPO / new).is_file() and not (REPO / old).exists()
+    assert cli.current_config_name(new) == new
+    for name, renamed in cli.RENAMED_CONFIGS.items():
+        assert (REPO / 'configs' / 'demo' / renamed).is_file(), renamed
+        assert not (REPO / 'configs' / 'demo' / name).exists(), name
+    proc = run_tool('train.py', old)
+    line = assert_usage_error(proc, 'train.py', old, new, 'renamed')
+    assert '1,200 iterations' in line

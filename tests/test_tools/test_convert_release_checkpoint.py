@@ -27,7 +27,7 @@ MONODLE_CFG = CONFIGS / 'monodle_dla34_dlaup_2xb8-140e_kitti-mono3d.py'
 DDML_CFG = CONFIGS / \
     'ddml-release_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d.py'
 DEMO_CFG = REPO / 'configs' / 'demo' / \
-    'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    'monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py'
 
 
 def _fake_release(path: Path, heatmap_channels: int = 3,

@@ -28,9 +28,10 @@ from ddml.engine.infer import main
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / 'configs' / 'demo'
-PLAIN_CFG = DEMO / 'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+PLAIN_CFG = DEMO / ('monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-'
+                    'mono3d.py')
 DDML_CFG = DEMO / \
-    'ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
+    'ddml_monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py'
 SMOKE_CFG = DEMO / 'smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py'
 BOX_KEYS = ('x', 'y', 'z', 'l', 'h', 'w', 'yaw')
 

@@ -208,6 +208,7 @@ def run_one(variant: str,
         rendered here) and ``data_seed``, ``commit`` (the code's git
         commit), training times and loss magnitudes.
     """
+    from ..engine.cli import current_config_name
     from .model_eval import evaluate_run
     from .runs import code_version, parse_cfg_options, read_manifest, \
         schedule_options, train_run
@@ -223,8 +224,9 @@ def run_one(variant: str,
     if osp.isfile(result_path):
         with open(result_path) as f:
             row = json.load(f)
-        if (row.get('iters'), row.get('config'), row.get('split', 'val'),
-                row.get('data')) == (iters, config, split, data):
+        if (row.get('iters'), current_config_name(row.get('config')),
+                row.get('split', 'val'), row.get('data')) == (
+                    iters, current_config_name(config), split, data):
             log(f'{variant} seed {seed}: cached ({result_path})')
             return row
     opts = schedule_options(iters, seed, data_root, extra=extra)
@@ -234,8 +236,8 @@ def run_one(variant: str,
         row = evaluate_run(f'{variant}_seed{seed}', config,
                            info['checkpoint'], osp.join(run_dir, 'eval'),
                            data_root=data_root, split=split,
-                           cfg_options=parse_cfg_options(extra), figures=figures,
-                           progress=False)
+                           cfg_options=parse_cfg_options(extra),
+                           figures=figures, progress=False)
     for key in [k for k in row if k.startswith('_')]:
         row.pop(key)
     scalars_path = find_scalars(run_dir)

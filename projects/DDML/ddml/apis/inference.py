@@ -103,7 +103,7 @@ def check_config_path(config: str) -> str:
         raise InferenceInputError(
             f'{config}: no such config file; give a monocular config, '
             'e.g. configs/demo/'
-            'monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py')
+            'monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py')
     return config
 
 

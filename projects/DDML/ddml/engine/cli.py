@@ -39,7 +39,7 @@ __all__ = [
     'check_checkpoint', 'check_config_and_checkpoint', 'check_dir',
     'check_out_dir', 'check_out_file', 'check_names', 'closest', 'one_line',
     'program_name', 'fail', 'run', 'CONFIG_SUFFIXES', 'CHECKPOINT_SUFFIXES',
-    'FIGURE_SUFFIXES'
+    'FIGURE_SUFFIXES', 'RENAMED_CONFIGS', 'current_config_name'
 ]
 
 #: Exit status of a user's mistake (argparse's).
@@ -51,6 +51,15 @@ CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.ckpt', '.bin', '.pkl')
 #: Figure formats matplotlib writes by the file's extension.
 FIGURE_SUFFIXES = ('.png', '.pdf', '.svg', '.jpg', '.jpeg', '.eps', '.webp',
                    '.tif', '.tiff')
+#: Configs renamed (old file name -> new file name, same folder) and why.
+#: :func:`check_config` refuses an old name and names the new one;
+#: :func:`current_config_name` maps a record's old name to the new one.
+RENAMED_CONFIGS = {
+    f'{variant}monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py':
+    f'{variant}monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py'
+    for variant in ('', 'ddml_', 'ddml-release_', 'ddml-metricdepth_')
+}
+_RENAMED_WHY = 'it trains 1,200 iterations, not 1k'
 
 
 class UsageError(Exception):
@@ -333,7 +342,26 @@ def check_config(path: str, what: str = 'config') -> str:
             raise BadValueError(
                 f'{what} {path} is not a config file '
                 f'({", ".join(CONFIG_SUFFIXES)}); {fix}')
+    new = current_config_name(path)
+    if new != path and not osp.exists(path):
+        raise MissingPathError(
+            f'{what} {path} was renamed to {new} ({_RENAMED_WHY}); give '
+            'the new name')
     return check_file(path, what, fix)
+
+
+def current_config_name(path: str) -> str:
+    """``path`` with a renamed config's file name replaced by its new
+    name (:data:`RENAMED_CONFIGS`; the folder is kept), else ``path``.
+
+    Records written before a rename name the old file; compare configs
+    through this function.
+    """
+    if not path:
+        return path
+    folder, name = osp.split(path)
+    new = RENAMED_CONFIGS.get(name)
+    return osp.join(folder, new) if new else path
 
 
 def check_checkpoint(path: str, what: str = 'checkpoint') -> str:

@@ -1,7 +1,7 @@
 # The demo detector with MetricDepth's multi-range depth metric loss on the
 # object descriptors (in place of the quasi-isometric loss), plus the
 # object-wise depth-map head, to compare the two metric losses.
-_base_ = ['./ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
+_base_ = ['./ddml_monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py']
 
 model = dict(
     qi_loss=None,

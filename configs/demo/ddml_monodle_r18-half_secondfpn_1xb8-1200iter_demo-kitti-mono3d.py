@@ -6,7 +6,7 @@
 # target, weight 0.5) is ./ddml-release_*.py. The depth-map head is light
 # like the rest of this detector: 64 hidden channels instead of the
 # release's 256 (which cost +50 % per training iteration here).
-_base_ = ['./monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
+_base_ = ['./monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py']
 
 model = dict(
     _delete_=True,

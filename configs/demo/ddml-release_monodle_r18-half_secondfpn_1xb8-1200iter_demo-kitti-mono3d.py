@@ -17,7 +17,7 @@
 # (LoadObjectDifficulty, AffineResizeKeepInstanceKeys,
 # Pack3DDetInputsWithDifficulty; info files from ddml's converter,
 # tools/create_data.py, which writes the codes).
-_base_ = ['./ddml_monodle_r18-half_secondfpn_1xb8-1k_demo-kitti-mono3d.py']
+_base_ = ['./ddml_monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py']
 
 model = dict(
     qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
