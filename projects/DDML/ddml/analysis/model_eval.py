@@ -129,35 +129,28 @@ def check_split_data(cfg, split: Optional[str] = 'val',
 def load_model(cfg, checkpoint: Optional[str], device: str = 'cpu'):
     """Build ``cfg.model`` and load ``checkpoint`` into it.
 
-    Without a checkpoint the model is initialised with ``init_weights``.
-    A ``DepthDiscriminativeDetector`` checkpoint given with a plain
-    detector config is reduced to the wrapped detector first
-    (:func:`export_baseline_checkpoint`).
+    With a checkpoint this is :func:`ddml.apis.init_model` (strict keys; a
+    ``DepthDiscriminativeDetector`` checkpoint given with a plain detector
+    config is reduced to the wrapped detector, a plain one loads into a
+    ``ddml_*`` config's detector). Without one the model is initialised
+    with ``init_weights``, as training starts (e.g. SMOKE's bias prior).
 
     Returns:
         tuple: ``(model, detector)``: the built model (eval mode) and the
         detector that predicts (the wrapped one for the wrapper).
     """
     import ddml  # noqa: F401  (registers the add-on, checkpoint loading)
-    from mmengine.registry import init_default_scope
-    from mmengine.runner.checkpoint import (_load_checkpoint,
-                                            load_state_dict)
-
-    from mmdet3d.registry import MODELS
-    init_default_scope(cfg.get('default_scope', 'mmdet3d'))
-    model = MODELS.build(cfg.model)
-    if checkpoint is None:
-        model.init_weights()  # as training starts (e.g. SMOKE's bias prior)
+    if checkpoint is not None:
+        from ..apis import init_model
+        model = init_model(cfg, checkpoint, device=device)
     else:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-        state = ckpt.get('state_dict', ckpt)
-        wrapper = cfg.model.get('type') == 'DepthDiscriminativeDetector'
-        if not wrapper and any(k.startswith('detector.') for k in state):
-            from ddml.models.detectors.depth_discriminative import \
-                export_baseline_checkpoint
-            state = export_baseline_checkpoint(ckpt)['state_dict']
-        load_state_dict(model, state, strict=True)
-    model.to(device).eval()
+        from mmengine.registry import init_default_scope
+
+        from mmdet3d.registry import MODELS
+        init_default_scope(cfg.get('default_scope', 'mmdet3d'))
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        model.to(device).eval()
     detector = getattr(model, 'detector', model) \
         if cfg.model.get('type') == 'DepthDiscriminativeDetector' else model
     return model, detector

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from ..engine.cli import BadValueError
+from ..engine.cli import BadValueError, UsageError, check_not_renamed
 
 __all__ = [
     'InferenceInputError', 'WRAPPER_TYPE', 'BOX_CONVENTION',
@@ -98,7 +98,12 @@ def _one_line(text: Any, limit: int = 200) -> str:
 
 
 def check_config_path(config: str) -> str:
-    """``config`` if it is a file (one-line error otherwise)."""
+    """``config`` if it is a file (one-line error otherwise; a renamed
+    config's old name is answered with the new one)."""
+    try:
+        check_not_renamed(config)
+    except UsageError as err:
+        raise InferenceInputError(str(err)) from None
     if not osp.isfile(config):
         raise InferenceInputError(
             f'{config}: no such config file; give a monocular config, '

@@ -39,7 +39,8 @@ __all__ = [
     'check_checkpoint', 'check_config_and_checkpoint', 'check_dir',
     'check_out_dir', 'check_out_file', 'check_names', 'closest', 'one_line',
     'program_name', 'fail', 'run', 'CONFIG_SUFFIXES', 'CHECKPOINT_SUFFIXES',
-    'FIGURE_SUFFIXES', 'RENAMED_CONFIGS', 'current_config_name'
+    'FIGURE_SUFFIXES', 'RENAMED_CONFIGS', 'current_config_name',
+    'check_not_renamed'
 ]
 
 #: Exit status of a user's mistake (argparse's).
@@ -342,12 +343,23 @@ def check_config(path: str, what: str = 'config') -> str:
             raise BadValueError(
                 f'{what} {path} is not a config file '
                 f'({", ".join(CONFIG_SUFFIXES)}); {fix}')
+    check_not_renamed(path, what)
+    return check_file(path, what, fix)
+
+
+def check_not_renamed(path: str, what: str = 'config') -> str:
+    """Raise :class:`MissingPathError` naming the new file if ``path`` is
+    a renamed config's old name (:data:`RENAMED_CONFIGS`) and is not there.
+
+    Returns:
+        str: ``path``.
+    """
     new = current_config_name(path)
     if new != path and not osp.exists(path):
         raise MissingPathError(
             f'{what} {path} was renamed to {new} ({_RENAMED_WHY}); give '
             'the new name')
-    return check_file(path, what, fix)
+    return path
 
 
 def current_config_name(path: str) -> str:
