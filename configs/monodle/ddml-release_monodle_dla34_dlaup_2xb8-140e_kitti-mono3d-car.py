@@ -13,11 +13,13 @@
 # training pipeline already carries (LoadObjectDifficulty,
 # AffineResizeKeepInstanceKeys, Pack3DDetInputsWithDifficulty; info files
 # from ddml's converter, tools/create_data.py, which writes the codes).
-_base_ = ['./ddml_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d-car.py']
+_base_ = [
+    './ddml_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d-car.py',
+    '../_base_/ddml-release.py'
+]
 
 model = dict(
-    qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
-                 loss_weight=0.5),
-    depth_map_head=dict(loss_weight=1.0),
+    qi_loss={{_base_.ddml_release_qi_loss}},
+    depth_map_head={{_base_.ddml_release_depth_map_head}},
     skip_aux_on_affine_aug=True,
     min_difficulty='hard')

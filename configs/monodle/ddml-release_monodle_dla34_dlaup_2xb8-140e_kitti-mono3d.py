@@ -17,11 +17,13 @@
 # Conv3x3(64 -> 256) + ReLU + Conv1x1(256 -> 2) on the neck output): a
 # checkpoint of the release converts to this config with
 # tools/convert_release_checkpoint.py.
-_base_ = ['./ddml_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d.py']
+_base_ = [
+    './ddml_monodle_dla34_dlaup_2xb8-140e_kitti-mono3d.py',
+    '../_base_/ddml-release.py'
+]
 
 model = dict(
-    qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
-                 loss_weight=0.5),
-    depth_map_head=dict(loss_weight=1.0),
+    qi_loss={{_base_.ddml_release_qi_loss}},
+    depth_map_head={{_base_.ddml_release_depth_map_head}},
     skip_aux_on_affine_aug=True,
     min_difficulty='hard')

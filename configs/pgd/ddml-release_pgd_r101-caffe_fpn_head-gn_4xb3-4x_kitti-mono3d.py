@@ -12,12 +12,14 @@
 # ddml's converter, tools/create_data.py, which writes the codes). The other
 # rule, skip_aux_on_affine_aug, has nothing to act on: this pipeline does
 # not shift or scale images at random (fixed Resize and flips), so it is off.
-_base_ = ['./ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d.py']
+_base_ = [
+    './ddml_pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d.py',
+    '../_base_/ddml-release.py'
+]
 
 model = dict(
-    qi_loss=dict(mode='official', temperature=10.0, detach_target=True,
-                 loss_weight=0.5),
-    depth_map_head=dict(loss_weight=1.0),
+    qi_loss={{_base_.ddml_release_qi_loss}},
+    depth_map_head={{_base_.ddml_release_depth_map_head}},
     min_difficulty='hard')
 
 train_pipeline = [
