@@ -101,3 +101,21 @@ def test_descriptor_settings_plain_and_wrapper():
     assert wrapper['wrapper'] and wrapper['feature_level'] == 1
     assert wrapper['descriptor_pool'] == 3 and wrapper['max_depth'] == 50.
     assert (wrapper['K'], wrapper['B'], wrapper['eps']) == (2.0, 0.1, 5.0)
+
+
+def test_window_coverage_counts_cells_on_the_box():
+    """The k x k window around the centre's integer cell, cells counted by
+    their centres: a box of 2x2 cells holds 4 of 9 cells of a 3x3 window
+    and 1 of 1 of a 1x1 one; a large box holds the whole window."""
+    from ddml.analysis.descriptor_analysis import window_coverage
+    stride = (4.0, 4.0)
+    # centre in cell (row 5, col 5); box covers cells 5-6 in x and y
+    box, centre = [[20.0, 20.0, 28.0, 28.0]], [[21.0, 22.0]]
+    assert window_coverage(box, centre, stride, 1) == pytest.approx([1.0])
+    assert window_coverage(box, centre, stride, 3) == pytest.approx([4 / 9])
+    assert window_coverage(box, centre, stride, 5) == pytest.approx([4 / 25])
+    big = [[0.0, 0.0, 100.0, 100.0]]
+    assert window_coverage(big, centre, stride, 5) == pytest.approx([1.0])
+    # a centre off the box (truncated object) covers nothing of a 1x1
+    assert window_coverage(box, [[60.0, 60.0]], stride, 1) == \
+        pytest.approx([0.0])

@@ -12,7 +12,10 @@ This module reports
 * the fraction of pairs of the quasi-isometric neighbourhood
   ``P = {0 < d_ij <= eps}`` that satisfy ``d / K - B <= e <= K d + B``
   (the constraint of DDML's loss), and the fractions above / below;
-* a 2-D PCA projection of the descriptors.
+* a 2-D PCA projection of the descriptors;
+* how much of the ``k x k`` pooling window lies on the object itself
+  (:func:`window_coverage`, :func:`window_coverage_of_infos`: geometry
+  only, no model).
 
 The statistics are plain numpy (:func:`pair_statistics`, :func:`pca_2d`);
 :func:`descriptor_settings` reads the descriptor options of a config.
@@ -26,8 +29,8 @@ from ..models.defaults import (DESCRIPTOR_POOL, FEATURE_LEVEL, MAX_DEPTH,
 
 __all__ = [
     'PairDistances', 'pair_distances', 'pair_statistics', 'pca_2d',
-    'descriptor_settings', 'descriptor_report', 'DEFAULT_K', 'DEFAULT_B',
-    'DEFAULT_EPS'
+    'descriptor_settings', 'descriptor_report', 'window_coverage',
+    'window_coverage_of_infos', 'DEFAULT_K', 'DEFAULT_B', 'DEFAULT_EPS'
 ]
 
 #: The quasi-isometry constants used when a config has no QI loss.
@@ -230,3 +233,93 @@ def descriptor_report(descriptors: np.ndarray,
     stats['pca_ratio'] = [float(r) for r in ratio]
     stats['figures'] = [f_pairs, f_pca]
     return stats
+
+
+def window_coverage(boxes: np.ndarray, centers: np.ndarray,
+                    stride: Tuple[float, float],
+                    kernel_size: int = DESCRIPTOR_POOL) -> np.ndarray:
+    """Share of each object's ``k x k`` descriptor window on the object.
+
+    The descriptor is the ``k x k`` average of the feature map around the
+    integer cell of the projected 3D centre (``floor(centre / stride)``, as
+    :func:`ddml.models.descriptors.centers_to_cells`); a cell counts as on
+    the object when its centre lies inside the object's 2D box.
+
+    Args:
+        boxes (np.ndarray): 2D boxes (x1, y1, x2, y2) in input pixels,
+            shape (N, 4).
+        centers (np.ndarray): Projected 3D centres (x, y) in input pixels,
+            shape (N, 2).
+        stride (tuple[float, float]): Stride (y, x) of the feature map.
+        kernel_size (int): Odd window size ``k``. Defaults to
+            :data:`~ddml.models.defaults.DESCRIPTOR_POOL`.
+
+    Returns:
+        np.ndarray: Per object, the fraction of the ``k * k`` cells on the
+        object, shape (N, ).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    radius = int(kernel_size) // 2
+    offsets = np.arange(-radius, radius + 1)
+    cols = np.floor(centers[:, 0] / stride[1])[:, None] + offsets  # (N, k)
+    rows = np.floor(centers[:, 1] / stride[0])[:, None] + offsets
+    xs, ys = (cols + 0.5) * stride[1], (rows + 0.5) * stride[0]
+    in_x = (xs >= boxes[:, 0:1]) & (xs <= boxes[:, 2:3])
+    in_y = (ys >= boxes[:, 1:2]) & (ys <= boxes[:, 3:4])
+    return (in_y[:, :, None] & in_x[:, None, :]).mean(axis=(1, 2))
+
+
+def window_coverage_of_infos(info_path: str,
+                             input_wh: Tuple[int, int],
+                             stride: float = 4.0,
+                             kernel_size: int = DESCRIPTOR_POOL,
+                             camera: str = 'CAM2',
+                             depth_edges: Tuple[float, ...] = (
+                                 MIN_DEPTH, 10.0, 20.0, 30.0, MAX_DEPTH)
+                             ) -> Dict[str, Dict[str, float]]:
+    """:func:`window_coverage` of the objects of an mmdet3d info file.
+
+    Each image is resized to ``input_wh`` (as the demo's ``AffineResize``
+    does; boxes and centres scale with it); objects within
+    ``[MIN_DEPTH, MAX_DEPTH]`` (those that get a descriptor) count.
+
+    Args:
+        info_path (str): A ``*_infos_*.pkl`` with ``cam_instances``.
+        input_wh (tuple[int, int]): Network input width and height.
+        stride (float): Stride of the descriptor map. Defaults to 4.
+        kernel_size (int): Window size. Defaults to ``DESCRIPTOR_POOL``.
+        camera (str): Camera key. Defaults to 'CAM2'.
+        depth_edges (tuple[float]): Depth bins in metres.
+
+    Returns:
+        dict: ``'<lo>-<hi> m'`` and ``'all'`` -> ``{'objects': n,
+        'coverage': mean share}``.
+    """
+    import pickle
+    with open(info_path, 'rb') as f:
+        infos = pickle.load(f)
+    boxes, centers, depths = [], [], []
+    for info in infos['data_list']:
+        image = info['images'][camera]
+        sx, sy = input_wh[0] / image['width'], input_wh[1] / image['height']
+        for inst in info.get('cam_instances', {}).get(camera, []):
+            if not MIN_DEPTH <= inst['depth'] <= MAX_DEPTH:
+                continue
+            x1, y1, x2, y2 = inst['bbox']
+            boxes.append([x1 * sx, y1 * sy, x2 * sx, y2 * sy])
+            centers.append([inst['center_2d'][0] * sx,
+                            inst['center_2d'][1] * sy])
+            depths.append(inst['depth'])
+    cover = window_coverage(np.array(boxes), np.array(centers),
+                            (stride, stride), kernel_size)
+    depths = np.asarray(depths)
+    out = {}
+    for lo, hi in zip(depth_edges[:-1], depth_edges[1:]):
+        sel = (depths >= lo) & (depths < hi)
+        if sel.any():
+            out[f'{lo:g}-{hi:g} m'] = dict(objects=int(sel.sum()),
+                                         coverage=float(cover[sel].mean()))
+    out['all'] = dict(objects=int(cover.size), coverage=float(cover.mean())
+                      if cover.size else float('nan'))
+    return out
