@@ -318,8 +318,8 @@ def window_coverage_of_infos(info_path: str,
     for lo, hi in zip(depth_edges[:-1], depth_edges[1:]):
         sel = (depths >= lo) & (depths < hi)
         if sel.any():
-            out[f'{lo:g}-{hi:g} m'] = dict(objects=int(sel.sum()),
-                                         coverage=float(cover[sel].mean()))
+            out[f'{lo:g}-{hi:g} m'] = dict(
+                objects=int(sel.sum()), coverage=float(cover[sel].mean()))
     out['all'] = dict(objects=int(cover.size), coverage=float(cover.mean())
                       if cover.size else float('nan'))
     return out
