@@ -119,3 +119,20 @@ def test_window_coverage_counts_cells_on_the_box():
     # a centre off the box (truncated object) covers nothing of a 1x1
     assert window_coverage(box, [[60.0, 60.0]], stride, 1) == \
         pytest.approx([0.0])
+
+
+def test_depth_probe_reads_linear_depth_and_not_noise():
+    """Depth written linearly into one channel is read back almost
+    exactly; descriptors of pure noise give R^2 near or below 0 and an
+    error near the spread of the depths."""
+    from ddml.analysis.descriptor_analysis import depth_probe
+    rng = np.random.default_rng(0)
+    z = rng.uniform(4, 30, 400)
+    feats = rng.normal(size=(400, 8))
+    feats[:, 3] = 0.2 * z + 0.01 * rng.normal(size=400)
+    good = depth_probe(feats, z)
+    assert good['probe_r2'] > 0.99 and good['probe_mae'] < 0.2
+    bad = depth_probe(rng.normal(size=(400, 8)), z)
+    assert bad['probe_r2'] < 0.05
+    assert bad['probe_mae'] > 0.8 * np.abs(z - z.mean()).mean()
+    assert math.isnan(depth_probe(feats[:5], z[:5])['probe_mae'])

@@ -12,6 +12,9 @@ This module reports
 * the fraction of pairs of the quasi-isometric neighbourhood
   ``P = {0 < d_ij <= eps}`` that satisfy ``d / K - B <= e <= K d + B``
   (the constraint of DDML's loss), and the fractions above / below;
+* how well depth can be read from a descriptor by a linear map
+  (:func:`depth_probe`: cross-validated ridge regression; the error says
+  how much depth the descriptor carries, whatever its pair distances);
 * a 2-D PCA projection of the descriptors;
 * how much of the ``k x k`` pooling window lies on the object itself
   (:func:`window_coverage`, :func:`window_coverage_of_infos`: geometry
@@ -28,7 +31,8 @@ from ..models.defaults import (DESCRIPTOR_POOL, FEATURE_LEVEL, MAX_DEPTH,
                                MIN_DEPTH, QI_B, QI_EPS, QI_K)
 
 __all__ = [
-    'PairDistances', 'pair_distances', 'pair_statistics', 'pca_2d',
+    'PairDistances', 'pair_distances', 'pair_statistics', 'depth_probe',
+    'pca_2d',
     'descriptor_settings', 'descriptor_report', 'window_coverage',
     'window_coverage_of_infos', 'DEFAULT_K', 'DEFAULT_B', 'DEFAULT_EPS'
 ]
@@ -134,6 +138,49 @@ def pair_statistics(descriptors: np.ndarray,
     return out
 
 
+def depth_probe(descriptors: np.ndarray,
+                depths: np.ndarray,
+                folds: int = 5,
+                ridge: float = 1.0) -> Dict[str, float]:
+    """How well a linear map reads depth from the descriptors.
+
+    Ridge regression ``z ~ w . f + b`` on standardised descriptors, fitted
+    on ``folds - 1`` contiguous blocks of the objects and scored on the
+    held-out block (the objects come image by image, so a block holds
+    whole images but for its edges).
+
+    Args:
+        descriptors (np.ndarray): Shape (N, C).
+        depths (np.ndarray): Shape (N, ), metres.
+        folds (int): Cross-validation blocks. Defaults to 5.
+        ridge (float): L2 penalty on the weights of the standardised
+            features. Defaults to 1.
+
+    Returns:
+        dict: ``probe_mae`` (mean absolute depth error in metres of the
+        held-out predictions) and ``probe_r2`` (their coefficient of
+        determination); NaN with fewer than ``2 * folds`` objects.
+    """
+    x = np.asarray(descriptors, dtype=np.float64)
+    z = np.asarray(depths, dtype=np.float64).reshape(-1)
+    n = z.shape[0]
+    if n < 2 * folds:
+        return dict(probe_mae=float('nan'), probe_r2=float('nan'))
+    pred = np.empty(n)
+    for block in np.array_split(np.arange(n), folds):
+        train = np.ones(n, dtype=bool)
+        train[block] = False
+        mu, sd = x[train].mean(0), x[train].std(0) + 1e-8
+        xt = (x[train] - mu) / sd
+        zt = z[train] - z[train].mean()
+        w = np.linalg.solve(xt.T @ xt + ridge * np.eye(x.shape[1]), xt.T @ zt)
+        pred[block] = (x[block] - mu) / sd @ w + z[train].mean()
+    resid = z - pred
+    return dict(probe_mae=float(np.abs(resid).mean()),
+                probe_r2=float(1 - (resid**2).sum() /
+                               ((z - z.mean())**2).sum()))
+
+
 def pca_2d(descriptors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Project descriptors on their first two principal components.
 
@@ -212,13 +259,14 @@ def descriptor_report(descriptors: np.ndarray,
     depth distance with the bounds) and ``<out_dir>/<name>_pca.png``.
 
     Returns:
-        dict: :func:`pair_statistics` plus ``pca_ratio`` (list) and
-        ``figures`` (the two paths).
+        dict: :func:`pair_statistics` and :func:`depth_probe` plus
+        ``pca_ratio`` (list) and ``figures`` (the two paths).
     """
     import os.path as osp
 
     from .plots import plot_pair_distances, plot_pca
     stats = pair_statistics(descriptors, depths, K, B, eps)
+    stats.update(depth_probe(descriptors, depths))
     pairs = pair_distances(descriptors, depths, max_pairs=200_000)
     title = title or name
     f_pairs = plot_pair_distances(
