@@ -10,7 +10,8 @@ import numpy as np
 
 from ..models.defaults import QI_B, QI_K
 
-__all__ = ['plot_training_curves', 'plot_pair_distances', 'plot_pca']
+__all__ = ['plot_training_curves', 'detector_loss', 'plot_pair_distances',
+           'plot_pca']
 
 
 def _plt():
@@ -35,8 +36,29 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(pad, kernel, mode='valid')
 
 
-_BASE_KEYS = ('loss', 'loss_cls', 'loss_bbox')
 _AUX_KEYS = ('loss_qi', 'loss_metric', 'loss_obj_depth', 'loss_dense_metric')
+
+
+def detector_loss(scalars: Mapping[str, np.ndarray]
+                  ) -> Optional[np.ndarray]:
+    """The detector's own loss of a run: the logged total less DDML's
+    auxiliary losses (:data:`_AUX_KEYS`) that the run logged.
+
+    Args:
+        scalars (Mapping[str, np.ndarray]): Columns of
+            :func:`read_scalars` (``loss`` and ``loss_*``).
+
+    Returns:
+        np.ndarray | None: Per logged step; None without a ``loss``
+        column.
+    """
+    if 'loss' not in scalars:
+        return None
+    own = np.asarray(scalars['loss'], dtype=float).copy()
+    for key in _AUX_KEYS:
+        if key in scalars:
+            own -= np.nan_to_num(np.asarray(scalars[key], dtype=float))
+    return own
 
 
 def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
@@ -44,9 +66,11 @@ def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
                          smooth: int = 1) -> str:
     """Loss curves of several runs (columns of :func:`read_scalars`).
 
-    Panels: total loss, the baseline head's losses (``loss_cls``,
-    ``loss_bbox``; shared by all runs), DDML's auxiliary losses (only the
-    runs that have them) and the learning rate.
+    Panels: total loss, the detector's own losses (the total less DDML's
+    auxiliary losses, :func:`detector_loss`: comparable between a baseline
+    and its ``ddml_*`` run whatever the head's loss names), DDML's
+    auxiliary losses (only the runs that have them) and the learning
+    rate.
 
     Args:
         runs (Mapping[str, dict]): Run name -> scalar columns (``step``,
@@ -60,8 +84,7 @@ def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
-    styles = {'loss': '-', 'loss_cls': '--', 'loss_bbox': '-',
-              'loss_qi': '-', 'loss_metric': '-.', 'loss_obj_depth': '--',
+    styles = {'loss_qi': '-', 'loss_metric': '-.', 'loss_obj_depth': '--',
               'loss_dense_metric': ':'}
     for r, (name, sc) in enumerate(runs.items()):
         color = colors[r % len(colors)]
@@ -69,17 +92,17 @@ def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
         if 'loss' in sc:
             axes[0].plot(step, _smooth(sc['loss'], smooth), color=color,
                          label=name)
-        for key in ('loss_cls', 'loss_bbox'):
-            if key in sc:
-                axes[1].plot(step, _smooth(sc[key], smooth), color=color,
-                             ls=styles[key], label=f'{name}: {key}')
+        own = detector_loss(sc)
+        if own is not None:
+            axes[1].plot(step, _smooth(own, smooth), color=color,
+                         label=name)
         for key in _AUX_KEYS:
             if key in sc and np.isfinite(sc[key]).any():
                 axes[2].plot(step, _smooth(sc[key], smooth), color=color,
                              ls=styles[key], label=f'{name}: {key}')
         if 'lr' in sc:
             axes[3].plot(step, sc['lr'], color=color, label=name)
-    titles = ('total loss', 'baseline head losses',
+    titles = ('total loss', "detector's own losses (total - auxiliary)",
               'DDML auxiliary losses', 'learning rate')
     for ax, title in zip(axes, titles):
         ax.set_title(title)
@@ -91,6 +114,8 @@ def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
         axes[2].text(0.5, 0.5, 'no auxiliary loss', ha='center',
                      va='center', transform=axes[2].transAxes)
     axes[0].set_ylabel('loss')
+    axes[3].ticklabel_format(axis='y', style='sci', scilimits=(0, 0))
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.suptitle('training curves' + (f' (moving average of {smooth} log '
                                       'points)' if smooth > 1 else ''))
     return _save(fig, path)
