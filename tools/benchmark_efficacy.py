@@ -67,11 +67,11 @@ _PROTOCOL_FIXED = ('dataset', 'seeds', 'iters', 'num_train', 'num_val',
                    'skip_data')
 
 
-def dataset_variants(dataset: str) -> list:
-    """The variants whose config role the dataset has, in
-    ``DEFAULT_SEEDS`` order."""
+def dataset_variants(dataset: str, default_only: bool = False) -> list:
+    """The variants whose config role the dataset has (of the default
+    benchmark's, ``DEFAULT_SEEDS``, with ``default_only``)."""
     from ddml.analysis.efficacy import DEFAULT_SEEDS, VARIANTS
-    return [v for v in DEFAULT_SEEDS
+    return [v for v in (DEFAULT_SEEDS if default_only else VARIANTS)
             if VARIANTS[v][1] in DATASET_CONFIGS[dataset]]
 
 
@@ -169,7 +169,8 @@ def parse_args(argv=None):
                         data_root=demo_dataset(dataset).default_root,
                         num_train=DEFAULT_NUM_TRAIN, num_val=DEFAULT_NUM_VAL,
                         num_test=DEFAULT_NUM_TEST, data_seed=0,
-                        variants=dataset_variants(dataset))
+                        variants=dataset_variants(dataset,
+                                                  default_only=True))
         for key, value in defaults.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
@@ -329,7 +330,8 @@ def main(argv=None) -> int:
     else:
         from ddml.analysis.efficacy import DEFAULT_SEEDS, benchmark_jobs
         seeds = {v: (args.seeds if args.seeds is not None
-                     else DEFAULT_SEEDS[v]) for v in args.variants}
+                     else DEFAULT_SEEDS.get(v, DEFAULT_SEEDS['qi']))
+                 for v in args.variants}
         jobs = benchmark_jobs(seeds)
         record_dir = None
     os.chdir(REPO_ROOT)

@@ -380,3 +380,37 @@ def test_run_benchmark_reports_one_at_a_time(tmp_path):
                          on_result=on_result)
     assert [r['variant'] for r in rows] == ['baseline', 'ddml']
     assert overlaps == [] and sorted(calls) == [1, 2]
+
+
+def test_every_variant_builds_what_its_title_says():
+    """Each benchmark variant's --cfg-options merge into its config and
+    build the wrapper they describe (e.g. ddml-w3: QI weight 3; ddml-k1.3:
+    K=1.3; dmap: no QI loss)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdet3d.registry import MODELS
+    from ddml.analysis.efficacy import VARIANTS
+    from ddml.analysis.runs import parse_cfg_options
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        'run_demo', root / 'tools' / 'run_demo.py')
+    run_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_demo)
+    DATASET_CONFIGS = run_demo.DATASET_CONFIGS
+    init_default_scope('mmdet3d')
+    built = {}
+    for name in ('ddml', 'dmap', 'qi', 'ddml-w3', 'ddml-k1.3'):
+        _, role, extra = VARIANTS[name]
+        cfg = Config.fromfile(str(root / DATASET_CONFIGS['kitti'][role]))
+        cfg.merge_from_dict(parse_cfg_options(extra))
+        built[name] = MODELS.build(cfg.model)
+    assert built['ddml'].qi_loss.loss_weight == 1.0
+    assert built['ddml'].qi_loss.K == 1.5
+    assert built['ddml-w3'].qi_loss.loss_weight == 3.0
+    assert built['ddml-w3'].qi_loss.K == 1.5
+    assert built['ddml-k1.3'].qi_loss.K == 1.3
+    assert built['ddml-k1.3'].qi_loss.loss_weight == 1.0
+    assert built['dmap'].qi_loss is None
+    assert built['dmap'].depth_map_head is not None
+    assert built['qi'].depth_map_head is None
