@@ -14,14 +14,18 @@ in the oracle environment (``make waymo-oracle``); every Vehicle figure
 must agree. Without that environment the op comparison skips with the
 reason; the box-by-box conversion check runs everywhere.
 
-A 2-iteration detector's boxes are real outputs (decoded by the head
-through AffineResize's matrix, in float32, with the packed calibration) but
-far from the objects, so most figures are 0 and the comparison is mostly of
-the conversion and the empty cases. To compare on a trained model, point
-``DDML_WAYMO_ORACLE_CHECKPOINT`` at a checkpoint of the Waymo demo (e.g.
+By default the detector trains 150 iterations on 64 frames (about 1-3
+minutes on one core): its boxes are real outputs (decoded by the head
+through AffineResize's matrix, in float32, with the packed calibration),
+weak (LET-3D-AP about 0.001) but near enough to the objects that 9 of the
+28 Vehicle figures lie strictly between 0 and 1 (measured on the
+development machine); at least 5 are required, so that the comparison
+covers matched boxes, not only the conversion and the empty cases. To
+compare on the demo's model, point ``DDML_WAYMO_ORACLE_CHECKPOINT`` at a
+checkpoint of the Waymo demo (e.g.
 ``work_dirs/demo-waymo/ddml/iter_1200.pth``; ``DDML_WAYMO_ORACLE_DATA``,
-default ``data/demo_waymo``, its data); the test then also requires
-non-trivial figures.
+default ``data/demo_waymo``, its data): both tests passed on the baseline
+and DDML checkpoints of the 16-minute demo run of docs/benchmarks.md.
 """
 import importlib.util
 import os
@@ -35,6 +39,8 @@ CONFIG = REPO_ROOT / 'configs' / 'demo' / \
     'monodle_r18-half_secondfpn_1xb8-1200iter_demo-waymo-mono3d.py'
 CHECKPOINT = os.environ.get('DDML_WAYMO_ORACLE_CHECKPOINT')
 INFO_CLASSES = ('Car', 'Pedestrian', 'Cyclist')  # the converter's order
+#: the test's own detector: iterations and training frames
+TRAIN_ITERS, TRAIN_FRAMES = 150, 64
 
 
 def _helpers():
@@ -80,10 +86,10 @@ def predictions(tmp_path_factory):
     else:
         tmp = tmp_path_factory.mktemp('waymo_oracle_trained')
         root = tmp / 'data'
-        ensure_dataset(str(root), 8, 4, seed=2, progress=False,
+        ensure_dataset(str(root), TRAIN_FRAMES, 8, seed=2, progress=False,
                        log=lambda msg: None, dataset='waymo')
         run = train_run(str(CONFIG), str(tmp / 'run'),
-                        schedule_options(2, 0, str(root)),
+                        schedule_options(TRAIN_ITERS, 0, str(root)),
                         log=lambda msg: None, threads=1)
         ckpt = run['checkpoint']
     res = evaluate_checkpoint(
@@ -171,5 +177,4 @@ def test_metric_on_trained_predictions_matches_waymo_op(
     print(f'{len(vehicle)} Vehicle figures of {len(res["results"])} frames '
           f'agree with Waymo\'s op within {H.TOL} ({nontrivial} strictly '
           'between 0 and 1)')
-    if CHECKPOINT:
-        assert nontrivial >= 5
+    assert nontrivial >= 5
