@@ -176,7 +176,8 @@ def _evaluators(evaluator):
 def _shrink_pipeline(pipeline, scale):
     for t in pipeline:
         kind = t['type']
-        if kind in ('AffineResize', 'AffineResizeKeepInstanceKeys'):
+        if kind in ('AffineResize', 'AffineResizeKeepInstanceKeys',
+                    'AffineResizeKeepTruncated'):
             t['img_scale'] = scale
         elif kind in ('Resize', 'mmdet.Resize', 'RandomResize3D'):
             t.pop('scale_factor', None)
@@ -282,7 +283,8 @@ def test_config_builds(config):
     model = MODELS.build(cfg.model)
     if cfg.model.type == 'DepthDiscriminativeDetector':
         detector = type(model.detector).__name__
-        assert detector in ('SMOKEMono3D', 'FCOSMono3D', 'MonoDLE')
+        assert detector in ('SMOKEMono3D', 'FCOSMono3D', 'MonoDLE',
+                            'MonoFlex')
     want = 'WaymoMono3DMetric' if 'waymo' in config.name else \
         'KittiMono3DMetric' if config.parent.name == 'monodle' else \
         'KittiMetric'

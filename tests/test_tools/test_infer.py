@@ -249,7 +249,8 @@ def test_every_monocular_config_reads_an_image(frame):
     from ddml.apis import load_config, mono_data_info, mono_test_pipeline
     cam2img = np.array([[180.0, 0, 152.0, 0], [0, 180.0, 43.0, 0],
                         [0, 0, 1, 0], [0, 0, 0, 1]])
-    configs = sorted((REPO / 'configs').glob('*/*.py'))
+    configs = sorted(c for c in (REPO / 'configs').glob('*/*.py')
+                     if c.parent.name != '_base_')  # fragments, not models
     assert len(configs) > 30
     for config in configs:
         cfg = load_config(str(config))

@@ -169,7 +169,8 @@ def load_config(config: PathOrConfig,
         raise InferenceInputError(
             f'{name}: its test pipeline does not load a monocular image '
             '(no LoadImageFromFileMono3D), so it is not a monocular 3D '
-            'config; give one of configs/{demo,monodle,smoke,fcos3d,pgd}')
+            'config; give one of configs/{demo,monodle,monoflex,smoke,fcos3d,'
+            'pgd}')
     return cfg
 
 

@@ -13,7 +13,12 @@ applied; :func:`apply_patches` applies all of them and is called by
 * :mod:`.numba_threads`: numba's parallel loops (KITTI evaluation) leave
   torch's thread count as it was;
 * :mod:`.mono_inferencer`: mmdet3d's ``MonoDet3DInferencer`` runs (its
-  ``KeyError: 'CAM2'``), with ddml's configs and intrinsics of one's own.
+  ``KeyError: 'CAM2'``), with ddml's configs and intrinsics of one's own;
+* :mod:`.monoflex` (with :mod:`.monoflex_coder`, :mod:`.monoflex_losses`,
+  :mod:`.monoflex_transforms`): MonoFlex trains (``FixedMonoFlexHead``,
+  ``FixedMonoFlexCoder``, ``FixedMultiBinLoss``,
+  ``AffineResizeKeepTruncated`` and the ``MonoFlex`` detector, registered
+  at import; mmdet3d's own classes are left unchanged).
 """
 import warnings
 
@@ -27,6 +32,10 @@ from .kitti_rotated_iou import (KITTI_IOU_BACKENDS, KITTI_IOU_ENV,
                                 get_kitti_iou_backend,
                                 resolve_kitti_iou_mode, use_cpu_rotated_iou)
 from .mono_inferencer import fix_mono_inferencer, resolve_camera
+from .monoflex import FixedMonoFlexHead, MonoFlex
+from .monoflex_coder import FixedMonoFlexCoder
+from .monoflex_losses import FixedMultiBinLoss
+from .monoflex_transforms import AffineResizeKeepTruncated
 from .numba_threads import NUMBA_LAYER_ENV, keep_torch_threads_from_numba
 
 __all__ = [
@@ -35,7 +44,9 @@ __all__ = [
     'use_weights_only_checkpoints', 'allow_empty_kitti_frames',
     'KITTI_IOU_BACKENDS', 'KITTI_IOU_ENV', 'get_kitti_iou_backend',
     'resolve_kitti_iou_mode', 'use_cpu_rotated_iou', 'NUMBA_LAYER_ENV',
-    'keep_torch_threads_from_numba', 'fix_mono_inferencer', 'resolve_camera'
+    'keep_torch_threads_from_numba', 'fix_mono_inferencer', 'resolve_camera',
+    'FixedMonoFlexHead', 'MonoFlex', 'FixedMonoFlexCoder', 'FixedMultiBinLoss',
+    'AffineResizeKeepTruncated'
 ]
 
 
