@@ -1,10 +1,10 @@
 """MonoFlex's training stability, measured: the fixed head against variants
 with one of mmdet3d 1.4's defects put back.
 
-Run as a script for the figures of docs/monoflex.md ("Stability"), e.g.::
+``tools/benchmark_monoflex_stability.py`` runs it for the figures of
+docs/monoflex.md ("Stability"), e.g.::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=projects/DDML python \\
-        tests/test_models/test_monoflex_stability.py \\
+    OMP_NUM_THREADS=1 python tools/benchmark_monoflex_stability.py \\
         --data /tmp/monoflex_small --iters 150 --work-dir /tmp/mf_stab
 
 which renders ``--data`` when it has no infos (``--num-train`` frames of
@@ -34,23 +34,27 @@ Variants (each the fixed head with one upstream piece back):
 
 With ``--keypoint-check`` it only decodes the exact keypoint targets of
 the first 64 training frames through the fixed coder and mmdet3d's
-(:func:`keypoint_depth_check`). Under pytest a 3-iteration run of
-``fixed`` and the keypoint check on a few frames guard the script.
+(:func:`keypoint_depth_check`). tests/test_benchmarks/
+test_monoflex_stability.py guards both with a 3-iteration run of ``fixed``
+and the keypoint check on a few frames. Paths of the config are relative
+to the repository root (the tool runs from there).
 """
-import argparse
 import json
 import math
-import os
-import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = (
-    REPO / 'configs' / 'demo' /
-    'monoflex_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py')
+__all__ = ['VARIANTS', 'DEMO_CONFIG', 'ensure_data', 'train_run',
+           'probe_model', 'summarise', 'keypoint_depth_check']
+
+#: The MonoFlex demo config (relative to the repository root).
+DEMO_CONFIG = ('configs/demo/'
+               'monoflex_r18-half_secondfpn_1xb8-1200iter_demo-kitti-'
+               'mono3d.py')
+#: The fixed head and the variants with one upstream piece back.
 VARIANTS = ('fixed', 'upstream-multibin', 'upstream-ellipse',
             'upstream-keypoint-depth')
 
@@ -100,7 +104,8 @@ def ensure_data(root: Path, num_train: int, num_val: int) -> Path:
 
 
 def train_run(variant: str, root: Path, work_dir: Path, iters: int,
-              batch_size: int = 8, seed: int = 0) -> dict:
+              batch_size: int = 8, seed: int = 0,
+              config: Union[str, Path] = DEMO_CONFIG) -> dict:
     """Train the MonoFlex demo config with ``variant`` for ``iters``
     iterations (the demo's warm-up and learning rate; gradient norms
     logged, not clipped) and return the logged scalars per iteration."""
@@ -110,7 +115,7 @@ def train_run(variant: str, root: Path, work_dir: Path, iters: int,
 
     import ddml  # noqa: F401
     torch.set_num_threads(1)
-    cfg = Config.fromfile(str(DEMO_CONFIG))
+    cfg = Config.fromfile(str(config))
     if variant == 'upstream-multibin':
         cfg.model.bbox_head.loss_dir = dict(type='MultiBinLoss',
                                             loss_weight=1.0)
@@ -222,7 +227,8 @@ def summarise(run: dict) -> dict:
 
 
 def keypoint_depth_check(root: Path, num: int = 64,
-                         flip: float = 0.5) -> dict:
+                         flip: float = 0.5,
+                         config: Union[str, Path] = DEMO_CONFIG) -> dict:
     """Depths from *exact* keypoint targets (the demo config's training
     pipeline on the first ``num`` frames of ``root``, flip ratio ``flip``):
     the absolute error of each of the three estimates, median and max over
@@ -239,7 +245,7 @@ def keypoint_depth_check(root: Path, num: int = 64,
     from mmdet3d.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     torch.set_num_threads(1)
-    cfg = Config.fromfile(str(DEMO_CONFIG))
+    cfg = Config.fromfile(str(config))
     dataset_cfg = cfg.train_dataloader.dataset
     dataset_cfg.data_root = str(root) + '/'
     for t in dataset_cfg.pipeline:
@@ -281,67 +287,3 @@ def keypoint_depth_check(root: Path, num: int = 64,
                       for k in range(3)],
             max_m=[round(float(np.nanmax(err[:, k])), 3) for k in range(3)])
     return out
-
-
-def test_stability_script_runs(synthetic_kitti_root, tmp_path):
-    """Three iterations of the fixed head through the script's runner:
-    every loss and gradient norm finite."""
-    run = train_run('fixed', synthetic_kitti_root, tmp_path, iters=3,
-                    batch_size=2)
-    summary = summarise(run)
-    assert summary['iters'] == 3 and summary['nonfinite'] == 0, summary
-    assert summary['crash'] is None, summary
-    assert math.isfinite(summary['grad_max']), summary
-    assert summary['objects'] > 0 and math.isfinite(summary['depth_mae'])
-
-
-def test_keypoint_check_runs(synthetic_kitti_root):
-    """Exact keypoint targets give the depth through the fixed coder
-    (within 5 cm up to 60 m: the coder adds 1e-3 cell to every height)
-    and not through mmdet3d's (its centre estimate is the 100 m clamp)."""
-    out = keypoint_depth_check(synthetic_kitti_root, num=4)
-    assert out['objects'] > 0
-    assert max(out['fixed']['max_m']) < 0.05, out
-    assert out['upstream']['median_m'][0] > 50, out
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--data', type=Path, required=True)
-    parser.add_argument('--work-dir', type=Path, required=True)
-    parser.add_argument('--iters', type=int, default=150)
-    parser.add_argument('--num-train', type=int, default=64)
-    parser.add_argument('--num-val', type=int, default=16)
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                        choices=VARIANTS)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--keypoint-check', action='store_true',
-                        help='only compare the keypoint depths of exact '
-                        'targets (fixed and upstream coder), no training')
-    args = parser.parse_args(argv)
-    os.chdir(REPO)
-    ensure_data(args.data, args.num_train, args.num_val)
-    if args.keypoint_check:
-        print(json.dumps(keypoint_depth_check(args.data)))
-        return 0
-    summaries = []
-    for variant in args.variants:
-        run = train_run(variant, args.data, args.work_dir / variant,
-                        args.iters, batch_size=args.batch_size,
-                        seed=args.seed)
-        (args.work_dir / f'{variant}.json').write_text(json.dumps(run))
-        summaries.append(summarise(run))
-        print(json.dumps(summaries[-1]), flush=True)
-    keys = list(summaries[0])
-    print('| ' + ' | '.join(keys) + ' |')
-    print('|' + ' --- |' * len(keys))
-    for s in summaries:
-        print('| ' + ' | '.join(
-            f'{v:.3g}' if isinstance(v, float) else str(v)
-            for v in s.values()) + ' |')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
