@@ -138,6 +138,10 @@ def train_run(variant: str, root: Path, work_dir: Path, iters: int,
     cfg.log_processor = dict(by_epoch=False, window_size=1)
     cfg.randomness = dict(seed=seed)
     cfg.work_dir = str(work_dir)
+    # A visualizer of its own: mmengine hands back an existing instance of
+    # the same name (another runner's, in one process), whose scalars go to
+    # that runner's folder.
+    cfg.visualizer.name = f'monoflex_stability:{Path(work_dir).resolve()}'
     crash, probe = None, {}
     with _variant(variant):
         runner = Runner.from_cfg(cfg)
