@@ -19,9 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, osp.join(str(REPO), 'tools'))
 from _cli import cli  # noqa: E402  (the checks, without importing ddml)
 
-VARIANTS = ('fixed', 'upstream-multibin', 'upstream-ellipse',
-            'upstream-keypoint-depth')
-
 
 def main(argv=None) -> int:
     positive = cli.int_at_least(1)
@@ -32,8 +29,9 @@ def main(argv=None) -> int:
     parser.add_argument('--iters', type=positive, default=150)
     parser.add_argument('--num-train', type=positive, default=64)
     parser.add_argument('--num-val', type=positive, default=16)
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                        choices=VARIANTS)
+    parser.add_argument('--variants', nargs='+', default=None,
+                        metavar='VARIANT', help='default: all of '
+                        'ddml.benchmarks.monoflex_stability.VARIANTS')
     parser.add_argument('--seed', type=cli.int_at_least(0), default=0)
     parser.add_argument('--batch-size', type=positive, default=8)
     parser.add_argument('--keypoint-check', action='store_true',
@@ -46,9 +44,11 @@ def main(argv=None) -> int:
                      'demo data is rendered there when missing)')
     args.data, args.work_dir = args.data.resolve(), args.work_dir.resolve()
     os.chdir(REPO)
-    from ddml.benchmarks.monoflex_stability import (ensure_data,
+    from ddml.benchmarks.monoflex_stability import (VARIANTS, ensure_data,
                                                     keypoint_depth_check,
                                                     summarise, train_run)
+    cli.check_names(args.variants or (), VARIANTS, '--variants')
+    args.variants = args.variants or list(VARIANTS)
     ensure_data(args.data, args.num_train, args.num_val)
     if args.keypoint_check:
         print(json.dumps(keypoint_depth_check(args.data)))
@@ -72,4 +72,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -28,10 +28,10 @@ def test_keypoint_check_runs(synthetic_kitti_root):
     assert out['upstream']['median_m'][0] > 50, out
 
 
-def test_tool_lists_the_module_variants_and_checks_its_options(tmp_path):
-    """The tool names the variants before importing ddml (its checks are
-    instant); they are the module's. A bad option is one line."""
-    import importlib.util
+def test_tool_checks_its_options_and_the_module_variants(tmp_path):
+    """A bad option is one line (exit 2, no traceback); a variant name not
+    in the module's ``VARIANTS`` is refused before any rendering, naming
+    them (the tool keeps no list of its own)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -39,13 +39,17 @@ def test_tool_lists_the_module_variants_and_checks_its_options(tmp_path):
     from ddml.benchmarks import monoflex_stability
     tool = Path(__file__).resolve().parents[2] / 'tools' / \
         'benchmark_monoflex_stability.py'
-    spec = importlib.util.spec_from_file_location('bms', tool)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.VARIANTS == monoflex_stability.VARIANTS
     (tmp_path / 'file').write_text('x')
     proc = subprocess.run(
         [sys.executable, str(tool), '--data', str(tmp_path / 'file'),
          '--work-dir', str(tmp_path / 'w')], capture_output=True, text=True)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert '--data' in proc.stderr and 'is a file' in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, str(tool), '--data', str(tmp_path / 'data'),
+         '--work-dir', str(tmp_path / 'w'), '--variants', 'fixd'],
+        capture_output=True, text=True)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert "'fixd'" in proc.stderr and "did you mean 'fixed'" in proc.stderr
+    assert all(v in proc.stderr for v in monoflex_stability.VARIANTS)
+    assert not (tmp_path / 'data').exists()  # refused before rendering
