@@ -119,6 +119,13 @@ def test_window_coverage_counts_cells_on_the_box():
     # a centre off the box (truncated object) covers nothing of a 1x1
     assert window_coverage(box, [[60.0, 60.0]], stride, 1) == \
         pytest.approx([0.0])
+    # the model's cell: a centre off a 10x10 map takes its last cell (9, 9),
+    # which the box over pixels 36-40 holds
+    edge_box = [[36.0, 36.0, 40.0, 40.0]]
+    assert window_coverage(edge_box, [[60.0, 60.0]], stride, 1) == \
+        pytest.approx([0.0])
+    assert window_coverage(edge_box, [[60.0, 60.0]], stride, 1,
+                           feat_hw=(10, 10)) == pytest.approx([1.0])
 
 
 def test_depth_probe_reads_linear_depth_and_not_noise():

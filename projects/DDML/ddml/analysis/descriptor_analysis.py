@@ -23,6 +23,7 @@ This module reports
 The statistics are plain numpy (:func:`pair_statistics`, :func:`pca_2d`);
 :func:`descriptor_settings` reads the descriptor options of a config.
 """
+import math
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -285,13 +286,15 @@ def descriptor_report(descriptors: np.ndarray,
 
 def window_coverage(boxes: np.ndarray, centers: np.ndarray,
                     stride: Tuple[float, float],
-                    kernel_size: int = DESCRIPTOR_POOL) -> np.ndarray:
+                    kernel_size: int = DESCRIPTOR_POOL,
+                    feat_hw: Optional[Tuple[int, int]] = None
+                    ) -> np.ndarray:
     """Share of each object's ``k x k`` descriptor window on the object.
 
     The descriptor is the ``k x k`` average of the feature map around the
-    integer cell of the projected 3D centre (``floor(centre / stride)``, as
-    :func:`ddml.models.descriptors.centers_to_cells`); a cell counts as on
-    the object when its centre lies inside the object's 2D box.
+    integer cell of the projected 3D centre, the cell that
+    :func:`ddml.models.descriptors.centers_to_cells` gives the model; a cell
+    counts as on the object when its centre lies inside the object's 2D box.
 
     Args:
         boxes (np.ndarray): 2D boxes (x1, y1, x2, y2) in input pixels,
@@ -301,17 +304,29 @@ def window_coverage(boxes: np.ndarray, centers: np.ndarray,
         stride (tuple[float, float]): Stride (y, x) of the feature map.
         kernel_size (int): Odd window size ``k``. Defaults to
             :data:`~ddml.models.defaults.DESCRIPTOR_POOL`.
+        feat_hw (tuple[int, int], optional): Height and width of the
+            feature map: a centre off it takes the nearest cell on it, as in
+            the model. None: a map that holds every centre.
 
     Returns:
         np.ndarray: Per object, the fraction of the ``k * k`` cells on the
         object, shape (N, ).
     """
+    import torch
+
+    from ..models.descriptors import centers_to_cells
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    if feat_hw is None:
+        far = np.nanmax(centers, axis=0, initial=0.0) if centers.size \
+            else np.zeros(2)
+        feat_hw = (int(far[1] // stride[0]) + 1, int(far[0] // stride[1]) + 1)
+    rows, cols, _ = centers_to_cells(torch.from_numpy(centers), stride,
+                                     feat_hw)
     radius = int(kernel_size) // 2
     offsets = np.arange(-radius, radius + 1)
-    cols = np.floor(centers[:, 0] / stride[1])[:, None] + offsets  # (N, k)
-    rows = np.floor(centers[:, 1] / stride[0])[:, None] + offsets
+    cols = cols.numpy()[:, None] + offsets  # (N, k)
+    rows = rows.numpy()[:, None] + offsets
     xs, ys = (cols + 0.5) * stride[1], (rows + 0.5) * stride[0]
     in_x = (xs >= boxes[:, 0:1]) & (xs <= boxes[:, 2:3])
     in_y = (ys >= boxes[:, 1:2]) & (ys <= boxes[:, 3:4])
@@ -359,8 +374,10 @@ def window_coverage_of_infos(info_path: str,
             centers.append([inst['center_2d'][0] * sx,
                             inst['center_2d'][1] * sy])
             depths.append(inst['depth'])
+    feat_hw = (math.ceil(input_wh[1] / stride),
+               math.ceil(input_wh[0] / stride))
     cover = window_coverage(np.array(boxes), np.array(centers),
-                            (stride, stride), kernel_size)
+                            (stride, stride), kernel_size, feat_hw)
     depths = np.asarray(depths)
     out = {}
     for lo, hi in zip(depth_edges[:-1], depth_edges[1:]):
