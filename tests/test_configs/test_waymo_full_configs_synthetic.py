@@ -3,8 +3,9 @@ item 4): PGD on the front camera, plain and ``ddml_``, trains and evaluates
 with its own ``WaymoMono3DMetric`` (its val loop), with nothing changed but
 what :func:`synthetic_options` lists: the data root (of the datasets and of
 the evaluator's info file), no pretrained backbone (no download), the
-number of epochs, and here the input size; and the evaluator wrapped in a
-list (:func:`runnable_evaluators`).
+number of epochs, and here the input size. The configs' evaluators build as
+they are (no ``metrics`` key that would make mmengine read one as an
+``Evaluator``).
 
 The test renders 6 train frames (2 with the config's ``load_interval=3``:
 one batch, so 2 epochs are 2 iterations) and 3 val frames at 480x320 and
@@ -65,20 +66,6 @@ def synthetic_options(config: Path, data_root: str, epochs: int,
     return opts
 
 
-def runnable_evaluators(cfg) -> None:
-    """Wrap the configs' ``WaymoMono3DMetric`` dicts in a list.
-
-    Their ``metrics=('3d', 'let')`` key makes mmengine's
-    ``Runner.build_evaluator`` read the dict as an ``Evaluator``'s config
-    (``KeyError: WaymoMono3DMetric is not in the mmdet3d::evaluator
-    registry``); a one-metric list builds the same evaluator. Not needed
-    once the configs leave ``metrics`` out (it is the metric's default).
-    """
-    for key in ('val_evaluator', 'test_evaluator'):
-        if isinstance(cfg[key], dict) and 'metrics' in cfg[key]:
-            cfg[key] = [cfg[key]]
-
-
 @pytest.fixture(scope='module')
 def waymo_root(tmp_path_factory) -> Path:
     """6 train and 3 val frames of Waymo's three classes at 480x320 (or
@@ -105,7 +92,6 @@ def test_full_waymo_config_trains_and_evaluates(config, waymo_root,
     cfg.merge_from_dict(parse_cfg_options(synthetic_options(
         config, str(waymo_root), EPOCHS,
         input_size=None if FULL_DATA else INPUT)))
-    runnable_evaluators(cfg)
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         loader.num_workers = 0 if not FULL_DATA else loader.num_workers
         loader.persistent_workers = bool(loader.num_workers)
