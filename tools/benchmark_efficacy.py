@@ -275,14 +275,18 @@ def _protocol_settings(args) -> dict:
 
 
 def _protocol_report(settings, log) -> int:
-    from ddml.analysis.protocol import (ProtocolError, load_records,
-                                        missing_runs, protocol_report)
+    from ddml.analysis.protocol import (ProtocolError, missing_runs,
+                                        protocol_records, protocol_report,
+                                        reused_arms)
     proto = settings['proto']
-    rows = load_records(settings['record_dir'])
+    rows = protocol_records(proto, REPO_ROOT)
     missing = missing_runs(proto, rows)
+    reused = reused_arms(proto)
     log(f'{proto["name"]}: {len(rows)} record(s) in '
-        f'{settings["record_dir"]}; {len(missing)} run(s) of the protocol '
-        'missing')
+        f'{settings["record_dir"]}'
+        + (''.join(f', {a} from {d}' for a, d in reused.items())
+           if reused else '')
+        + f'; {len(missing)} run(s) of the protocol missing')
     try:
         text = protocol_report(proto, rows)
     except ProtocolError as err:
@@ -327,6 +331,18 @@ def main(argv=None) -> int:
             setattr(args, key, settings[key])
         args.eval_split = settings['split']
         record_dir = settings['record_dir']
+        from ddml.analysis.protocol import (missing_runs, protocol_records,
+                                            reused_arms)
+        reused = reused_arms(settings['proto'])
+        if reused:
+            absent = missing_runs(settings['proto'],
+                                  protocol_records(settings['proto'],
+                                                   REPO_ROOT),
+                                  list(reused))
+            log(f'arms read from earlier records, not run here: '
+                f'{", ".join(f"{a} ({d})" for a, d in reused.items())}; '
+                f'{len(absent)} of their runs not there'
+                + (' (the analysis waits for them)' if absent else ''))
     else:
         from ddml.analysis.efficacy import DEFAULT_SEEDS, benchmark_jobs
         seeds = {v: (args.seeds if args.seeds is not None

@@ -103,3 +103,24 @@ def test_benchmark_efficacy_protocol(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.parse_args(base + ['--iters', '5'])
     assert '--iters: the protocol' in capsys.readouterr().err
+    # a follow-up protocol pairs a new arm with these records: it runs only
+    # the new arm and its analysis reads the baseline from here
+    follow = json.loads(Path(proto).read_text())
+    follow.update(arms=dict(baseline=[0, 1], dmap=[0, 1]),
+                  primary=[dict(id='P1', variant='dmap', reference='baseline',
+                                metric='AP3D_mod_loose')],
+                  reuse=[dict(records=str(tmp_path / 'records'),
+                              arms=['baseline'])],
+                  records=str(tmp_path / 'records2'),
+                  report=str(tmp_path / 'report2.md'))
+    (tmp_path / 'follow.json').write_text(json.dumps(follow))
+    base2 = ['--protocol', str(tmp_path / 'follow.json'), '--work-dir',
+             str(tmp_path / 'work2')]
+    assert tool.main(base2 + ['--foreground', '--parallel', '2']) == 0
+    out = capsys.readouterr().out
+    assert 'not run here: baseline' in out and '0 of their runs not' in out
+    assert sorted(p.name for p in (tmp_path / 'records2').iterdir()) == [
+        'dmap_seed0.json', 'dmap_seed1.json']
+    assert tool.main(base2 + ['--report-only']) == 0
+    report = (tmp_path / 'report2.md').read_text()
+    assert 'Arms read from earlier records' in report and '| P1 |' in report

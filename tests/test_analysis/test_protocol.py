@@ -9,7 +9,8 @@ import pytest
 from ddml.analysis.protocol import (ProtocolError, holm, load_protocol,
                                     missing_runs, paired_test,
                                     primary_results, protocol_jobs,
-                                    protocol_report)
+                                    protocol_records, protocol_report,
+                                    reused_arms)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = dict(root='data/x', num_train=10, num_val=2, num_test=5, seed=0,
@@ -62,6 +63,12 @@ def test_committed_protocol_is_valid():
                         metric='nope')]), 'primary[0].metric'),
     (dict(alpha=1.5), "'alpha'"),
     (dict(exploratory=[['dmap']]), 'exploratory[0]'),
+    (dict(reuse=[dict(records='old')]), 'reuse[0]'),
+    (dict(reuse=[dict(records='old', arms=['bogus'])]), 'reuse[0].arms'),
+    (dict(reuse=[dict(records='old', arms=['dmap']),
+                 dict(records='older', arms=['dmap'])]), 'reuse[1].arms'),
+    (dict(reuse=[dict(records='old',
+                      arms=['baseline', 'ddml', 'dmap', 'qi'])]), "'reuse'"),
 ])
 def test_protocol_errors_name_the_field(tmp_path, change, field):
     with pytest.raises(ProtocolError) as err:
@@ -137,3 +144,45 @@ def test_analysis_refuses_until_complete_and_reports(tmp_path):
     assert 'baseline' in text and '11.00 ± 1.00' in text  # arm means
     assert 'exploratory' in text and 'Spearman' in text
     assert 'depth-map head only - baseline' in text
+
+
+def test_reused_arms_are_read_from_earlier_records_not_run(tmp_path):
+    """A follow-up protocol pairs its new arm with an earlier protocol's
+    records: those arms are not run, their rows come from the earlier
+    folder (only of the reused arms), and the analysis waits for them."""
+    proto = load_protocol(_proto(
+        tmp_path, records='new', report='new.md',
+        arms=dict(baseline=[1, 2, 3], ddml=[1, 2, 3], dmap=[1, 2, 3]),
+        reuse=[dict(records='old', arms=['baseline', 'dmap'])]))
+    assert reused_arms(proto) == {'baseline': 'old', 'dmap': 'old'}
+    assert protocol_jobs(proto) == [('ddml', 1), ('ddml', 2), ('ddml', 3)]
+    with pytest.raises(ProtocolError, match='earlier records'):
+        protocol_jobs(proto, ['dmap'])
+    aps = dict(baseline=[10., 12., 11.], ddml=[13., 14., 14.5],
+               dmap=[12., 13.5, 13.])
+    for folder, arms in (('old', ('baseline', 'dmap', 'ddml')),
+                         ('new', ('ddml', 'dmap'))):
+        (tmp_path / folder).mkdir()
+        for v in arms:
+            for k, seed in enumerate([1, 2, 3]):
+                # the old folder's ddml rows and the new folder's dmap rows
+                # are not the protocol's: marked by an impossible AP
+                ap = -1. if (folder, v) in (('old', 'ddml'), ('new', 'dmap')) \
+                    else aps[v][k]
+                (tmp_path / folder / f'{v}_seed{seed}.json').write_text(
+                    json.dumps(_row(v, seed, ap)))
+    (tmp_path / 'old' / 'dmap_seed3.json').unlink()
+    rows = protocol_records(proto, str(tmp_path))
+    assert len(rows) == 8 and all(r['AP3D_mod_loose'] >= 0 for r in rows)
+    assert {r.get('record_dir') for r in rows if r['variant'] != 'ddml'} \
+        == {'old'}
+    assert missing_runs(proto, rows) == [('dmap', 3)]
+    with pytest.raises(ProtocolError, match='dmap seed 3'):
+        primary_results(proto, rows)
+    (tmp_path / 'old' / 'dmap_seed3.json').write_text(
+        json.dumps(_row('dmap', 3, 13.)))
+    rows = protocol_records(proto, str(tmp_path))
+    res = primary_results(proto, rows)
+    assert res[1]['mean'] == pytest.approx(np.mean([1., 0.5, 1.5]))
+    text = protocol_report(proto, rows)
+    assert 'Arms read from earlier records' in text and '(old)' in text

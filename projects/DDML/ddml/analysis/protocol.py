@@ -22,7 +22,11 @@ format and the metric columns), ``data`` (``root``,
 ``arms`` (variant -> seeds), ``primary`` (list of ``id``, ``variant``,
 ``reference``, ``metric``), ``alpha``, ``exploratory`` (list of
 ``[variant, reference]``), ``manipulation_checks`` (metric keys),
-``records`` and ``report`` (paths relative to the repository).
+``records`` and ``report`` (paths relative to the repository), and
+optionally ``reuse``: a list of ``{"records": FOLDER, "arms": [...]}``,
+arms whose runs are an earlier protocol's committed records (the same
+data, split and schedule), read from there by the analysis and never run
+by this protocol (a follow-up protocol pairs its new arm with them).
 """
 import json
 import math
@@ -38,8 +42,8 @@ from .efficacy import (COLUMNS_BY_DATASET, VARIANTS, aggregate,
 
 __all__ = ['ProtocolError', 'load_protocol', 'protocol_dataset',
            'protocol_columns', 'protocol_jobs', 'missing_runs',
-           'load_records', 'holm', 'paired_test', 'primary_results',
-           'protocol_report']
+           'load_records', 'protocol_records', 'reused_arms', 'holm',
+           'paired_test', 'primary_results', 'protocol_report']
 
 _REQUIRED = ('name', 'question', 'data', 'split', 'iters', 'arms',
              'primary', 'alpha', 'records', 'report')
@@ -124,31 +128,68 @@ def load_protocol(path: str) -> Dict:
                       'must be [variant, reference], both arms')
     if not 0 < float(proto['alpha']) < 1:
         raise bad('alpha', 'must lie in (0, 1)')
+    reused = []
+    for k, entry in enumerate(proto.get('reuse', [])):
+        if not isinstance(entry, Mapping) or \
+                not isinstance(entry.get('records'), str) or \
+                not entry.get('arms'):
+            raise bad(f'reuse[{k}]', 'must be {"records": FOLDER, '
+                      '"arms": [ARM, ...]}')
+        for arm in entry['arms']:
+            if arm not in proto['arms']:
+                raise bad(f'reuse[{k}].arms',
+                          f'names {arm!r}, which is not an arm')
+            if arm in reused:
+                raise bad(f'reuse[{k}].arms', f'names {arm!r} twice')
+            reused.append(arm)
+    if len(reused) == len(proto['arms']):
+        raise bad('reuse', 'covers every arm; a protocol runs at least one')
     proto['path'] = path
     return proto
 
 
+def reused_arms(proto: Mapping) -> Dict[str, str]:
+    """Arm -> records folder of the arms the protocol reads from an
+    earlier protocol's records (its ``reuse`` field)."""
+    return OrderedDict((arm, entry['records'])
+                       for entry in proto.get('reuse', [])
+                       for arm in entry['arms'])
+
+
 def protocol_jobs(proto: Mapping,
-                  variants: Optional[Sequence[str]] = None
-                  ) -> List[Tuple[str, int]]:
+                  variants: Optional[Sequence[str]] = None,
+                  reused: bool = False) -> List[Tuple[str, int]]:
     """The protocol's (variant, seed) runs, seed-major (each seed's arms
     finish together, so pairs complete early), primary arms first.
 
     Args:
         proto (Mapping): A protocol (:func:`load_protocol`).
         variants (Sequence[str], optional): Only these arms.
+        reused (bool): Include the arms it reads from an earlier
+            protocol's records (:func:`reused_arms`), which it never runs.
+            Defaults to False: the runs to train.
 
     Returns:
         list[tuple[str, int]]: The runs in order.
     """
     arms = proto['arms']
+    elsewhere = reused_arms(proto)
     if variants is not None:
         unknown = [v for v in variants if v not in arms]
         if unknown:
             raise ProtocolError(
                 f'{proto.get("path", "protocol")}: {unknown} not among its '
                 f'arms {list(arms)}')
+        if not reused and any(v in elsewhere for v in variants):
+            raise ProtocolError(
+                f'{proto.get("path", "protocol")}: '
+                f'{[v for v in variants if v in elsewhere]} are read from '
+                'earlier records (its reuse field), not run; choose from '
+                f'{[v for v in arms if v not in elsewhere]}')
         arms = OrderedDict((v, arms[v]) for v in arms if v in variants)
+    if not reused:
+        arms = OrderedDict((v, seeds) for v, seeds in arms.items()
+                           if v not in elsewhere)
     primary = {v for ep in proto['primary']
                for v in (ep['variant'], ep['reference'])}
     first = [v for v in arms if v in primary]
@@ -167,6 +208,27 @@ def load_records(record_dir: str) -> List[Dict]:
     for path in sorted(glob.glob(osp.join(record_dir, '*.json'))):
         with open(path) as f:
             rows.append(json.load(f))
+    return rows
+
+
+def protocol_records(proto: Mapping, root: str = '.') -> List[Dict]:
+    """The protocol's run records: its own ``records`` folder, and the
+    rows of its reused arms from their folders (:func:`reused_arms`).
+
+    Args:
+        proto (Mapping): A protocol (:func:`load_protocol`).
+        root (str): The repository root the folders are relative to.
+
+    Returns:
+        list[dict]: The rows; a reused row carries ``record_dir``.
+    """
+    elsewhere = reused_arms(proto)
+    rows = [r for r in load_records(osp.join(root, proto['records']))
+            if r.get('variant') not in elsewhere]
+    for folder in OrderedDict.fromkeys(elsewhere.values()):
+        for row in load_records(osp.join(root, folder)):
+            if elsewhere.get(row.get('variant')) == folder:
+                rows.append(dict(row, record_dir=folder))
     return rows
 
 
@@ -191,7 +253,8 @@ def missing_runs(proto: Mapping, rows: Sequence[Dict],
                  ) -> List[Tuple[str, int]]:
     """The protocol's runs (of ``variants``) without a valid record."""
     have = {(r['variant'], int(r['seed'])) for r in _valid(proto, rows)}
-    return [j for j in protocol_jobs(proto, variants) if j not in have]
+    return [j for j in protocol_jobs(proto, variants, reused=True)
+            if j not in have]
 
 
 def holm(pvalues: Sequence[float]) -> List[float]:
@@ -302,6 +365,11 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
              f'{proto["iters"]} iterations, data {dict(proto["data"])}. '
              f'Commits of the runs: '
              f'{", ".join(sorted({str(r.get("commit")) for r in rows}))}.',
+             *(['Arms read from earlier records (not run by this '
+                'protocol): ' + ', '.join(
+                    f'{VARIANTS[a][0]} ({d})'
+                    for a, d in reused_arms(proto).items()) + '.']
+               if reused_arms(proto) else []),
              '', '## Primary endpoints (paired t, two-sided, Holm over '
              f'{len(primaries)}, family-wise alpha {alpha:g})', '']
     prow = []
