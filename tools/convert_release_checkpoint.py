@@ -13,9 +13,17 @@ Without ``--config``: the MonoDLE 3-class config, or the ddml-release
 3-class config when the checkpoint has DDML's ``obj_depth`` head. The logic
 is :mod:`ddml.engine.release_checkpoint`.
 """
+import os.path as osp
 import sys
 
-from ddml.engine.release_checkpoint import main
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (one line, too, when ddml is missing)
+
+
+def main():
+    from ddml.engine.release_checkpoint import main as release_checkpoint_main
+    return release_checkpoint_main()
+
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))  # a mistake: one line on stderr, exit status 2

@@ -12,9 +12,17 @@ predicts as its detector, and its checkpoint also loads into the plain
 config). The logic is :mod:`ddml.engine.infer` (also
 ``python -m ddml.engine.infer``) and :mod:`ddml.apis.inference`.
 """
+import os.path as osp
 import sys
 
-from ddml.engine.infer import main
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (one line, too, when ddml is missing)
+
+
+def main():
+    from ddml.engine.infer import main as infer_main
+    return infer_main()
+
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(cli.run(main))  # a mistake: one line on stderr, exit status 2

@@ -7,8 +7,17 @@ Same options as mmdet3d's tools/test.py, e.g.::
 The logic is the package's entry point :func:`ddml.engine.test.main`
 (also ``python -m ddml.engine.test``).
 """
-from ddml.engine.cli import run
-from ddml.engine.test import main
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (one line, too, when ddml is missing)
+
+
+def main():
+    from ddml.engine.test import main as test_main
+    return test_main()
+
 
 if __name__ == '__main__':
-    run(main)  # a user's mistake: one line on stderr, exit status 2
+    cli.run(main)  # a user's mistake: one line on stderr, exit status 2

@@ -9,8 +9,17 @@ Same options as mmdet3d's tools/train.py, e.g.::
 The logic is the package's entry point :func:`ddml.engine.train.main`
 (also ``python -m ddml.engine.train``).
 """
-from ddml.engine.cli import run
-from ddml.engine.train import main
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _cli import cli  # noqa: E402  (one line, too, when ddml is missing)
+
+
+def main():
+    from ddml.engine.train import main as train_main
+    return train_main()
+
 
 if __name__ == '__main__':
-    run(main)  # a user's mistake: one line on stderr, exit status 2
+    cli.run(main)  # a user's mistake: one line on stderr, exit status 2

@@ -227,6 +227,28 @@ def test_convert_release_checkpoint_out_is_a_folder(tmp_path):
                        'is a folder')
 
 
+@pytest.mark.parametrize('tool, args', [
+    ('train.py', [CONFIG]),
+    ('test.py', [CONFIG, 'x.pth']),
+    ('infer.py', [CONFIG, 'x.pth', 'a.png', '--out-dir', 'out']),
+    ('convert_release_checkpoint.py', ['r.pth', 'o.pth']),
+    ('benchmark_efficacy.py', ['--help']),
+    ('benchmark_monoflex_stability.py', ['--data', 'd', '--work-dir', 'w']),
+])
+def test_tools_run_by_a_python_without_the_stack(tool, args):
+    """Run by an interpreter without ddml and its stack (here: no site
+    packages, no PYTHONPATH), a tool says which package is missing for
+    which Python and how to get it, in one line (no traceback)."""
+    proc = subprocess.run(
+        [sys.executable, '-E', '-S', str(TOOLS / tool),
+         *[str(a) for a in args]], cwd=str(REPO), capture_output=True,
+        text=True, timeout=60)
+    line = assert_usage_error(proc, tool, 'is not installed for',
+                              sys.executable, 'make install')
+    assert line.split(': error: ')[1].split()[0] in (
+        'ddml', 'torch', 'mmengine', 'mmcv', 'mmdet', 'mmdet3d'), line
+
+
 def test_value_mistakes_fail_before_heavy_imports(tmp_path):
     """The tools that need no ddml to check a value answer before torch,
     mmdet3d or ddml's package is imported."""

@@ -40,7 +40,7 @@ __all__ = [
     'check_out_dir', 'check_out_file', 'check_names', 'closest', 'one_line',
     'program_name', 'fail', 'run', 'CONFIG_SUFFIXES', 'CHECKPOINT_SUFFIXES',
     'FIGURE_SUFFIXES', 'RENAMED_CONFIGS', 'current_config_name',
-    'check_not_renamed'
+    'check_not_renamed', 'STACK_PACKAGES'
 ]
 
 #: Exit status of a user's mistake (argparse's).
@@ -61,6 +61,10 @@ RENAMED_CONFIGS = {
     for variant in ('', 'ddml_', 'ddml-release_', 'ddml-metricdepth_')
 }
 _RENAMED_WHY = 'it trains 1,200 iterations, not 1k'
+#: The packages the tools need; a tool run by a Python that lacks one of
+#: them is told so in one line (:func:`run`).
+STACK_PACKAGES = ('ddml', 'torch', 'torchvision', 'mmengine', 'mmcv',
+                  'mmdet', 'mmdet3d')
 
 
 class UsageError(Exception):
@@ -113,6 +117,10 @@ def run(main: Callable, *args, prog: Optional[str] = None):
     on stderr and exit status 2 (:func:`fail`), anything else (a bug)
     keeps its traceback.
 
+    A Python that lacks one of :data:`STACK_PACKAGES` (the tool run by the
+    wrong interpreter) is a user's mistake too: one line that names the
+    package, the interpreter and the fix.
+
     Use it as ``sys.exit(cli.run(main))`` (or ``cli.run(main)`` for a
     ``main`` that returns nothing).
 
@@ -123,6 +131,14 @@ def run(main: Callable, *args, prog: Optional[str] = None):
         return main(*args)
     except UsageError as err:
         fail(err, prog)
+    except ModuleNotFoundError as err:
+        if err.name not in STACK_PACKAGES:
+            raise  # a module of a package that is there: a bug
+        fail(f'{err.name} is not installed for {sys.executable}; run the '
+             'tools with the Python of the environment that `make install` '
+             'creates ($DDML_VENV/bin/python, by default .venv/bin/python '
+             'in the checkout), or install the stack and ddml into this one '
+             '(README, "Two commands")', prog)
 
 
 class ArgumentParser(argparse.ArgumentParser):
