@@ -318,8 +318,7 @@ def window_coverage(boxes: np.ndarray, centers: np.ndarray,
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     if feat_hw is None:
-        far = np.nanmax(centers, axis=0, initial=0.0) if centers.size \
-            else np.zeros(2)
+        far = np.nanmax(centers, axis=0, initial=0.0)
         feat_hw = (int(far[1] // stride[0]) + 1, int(far[0] // stride[1]) + 1)
     rows, cols, _ = centers_to_cells(torch.from_numpy(centers), stride,
                                      feat_hw)
