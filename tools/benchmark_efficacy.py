@@ -284,8 +284,7 @@ def _protocol_report(settings, log) -> int:
     reused = reused_arms(proto)
     log(f'{proto["name"]}: {len(rows)} record(s) in '
         f'{settings["record_dir"]}'
-        + (''.join(f', {a} from {d}' for a, d in reused.items())
-           if reused else '')
+        + ''.join(f', {a} from {d}' for a, d in reused.items())
         + f'; {len(missing)} run(s) of the protocol missing')
     try:
         text = protocol_report(proto, rows)

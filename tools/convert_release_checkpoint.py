@@ -20,10 +20,6 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _cli import cli  # noqa: E402  (one line, too, when ddml is missing)
 
 
-def main():
-    from ddml.engine.release_checkpoint import main as release_checkpoint_main
-    return release_checkpoint_main()
-
-
 if __name__ == '__main__':
-    sys.exit(cli.run(main))  # a mistake: one line on stderr, exit status 2
+    # a user's mistake: one line on stderr, exit status 2
+    sys.exit(cli.run_module('ddml.engine.release_checkpoint'))

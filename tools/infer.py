@@ -19,10 +19,6 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _cli import cli  # noqa: E402  (one line, too, when ddml is missing)
 
 
-def main():
-    from ddml.engine.infer import main as infer_main
-    return infer_main()
-
-
 if __name__ == '__main__':
-    sys.exit(cli.run(main))  # a mistake: one line on stderr, exit status 2
+    # a user's mistake: one line on stderr, exit status 2
+    sys.exit(cli.run_module('ddml.engine.infer'))

@@ -16,10 +16,6 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _cli import cli  # noqa: E402  (one line, too, when ddml is missing)
 
 
-def main():
-    from ddml.engine.train import main as train_main
-    return train_main()
-
-
 if __name__ == '__main__':
-    cli.run(main)  # a user's mistake: one line on stderr, exit status 2
+    # a user's mistake: one line on stderr, exit status 2
+    cli.run_module('ddml.engine.train')  # returns the runner / metrics

@@ -40,7 +40,7 @@ __all__ = [
     'check_out_dir', 'check_out_file', 'check_names', 'closest', 'one_line',
     'program_name', 'fail', 'run', 'CONFIG_SUFFIXES', 'CHECKPOINT_SUFFIXES',
     'FIGURE_SUFFIXES', 'RENAMED_CONFIGS', 'current_config_name',
-    'check_not_renamed', 'STACK_PACKAGES'
+    'check_not_renamed', 'STACK_PACKAGES', 'run_module'
 ]
 
 #: Exit status of a user's mistake (argparse's).
@@ -139,6 +139,22 @@ def run(main: Callable, *args, prog: Optional[str] = None):
              'creates ($DDML_VENV/bin/python, by default .venv/bin/python '
              'in the checkout), or install the stack and ddml into this one '
              '(README, "Two commands")', prog)
+
+
+def run_module(module: str, prog: Optional[str] = None):
+    """:func:`run` of ``module``'s ``main()``, the module imported inside it
+    (so that a Python without the stack is answered in one line too): the
+    body of ``tools/train.py`` and its siblings.
+
+    Args:
+        module (str): Dotted name, e.g. ``'ddml.engine.train'``.
+        prog (str, optional): The program. Defaults to the script's name.
+
+    Returns:
+        What ``main()`` returned.
+    """
+    import importlib
+    return run(lambda: importlib.import_module(module).main(), prog=prog)
 
 
 class ArgumentParser(argparse.ArgumentParser):
