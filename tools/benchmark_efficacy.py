@@ -23,8 +23,10 @@ instead (its data, split, schedule, arms and seeds; nothing else may be
 given; a protocol's ``"dataset": "waymo"`` picks the Waymo data and
 columns): each run's row goes as JSON into the protocol's records folder,
 which is also what a later session resumes from, and ``--report-only``
-writes the protocol's analysis (primary endpoints with Holm's correction)
-once its primary arms are complete, and refuses before.
+writes the protocol's analysis (primary endpoints with Holm's correction;
+the report and a picture of it beside it, ``<report>.png``: every run with
+its seed joined across arms, and the paired differences with their
+intervals) once its primary arms are complete, and refuses before.
 
 By default the benchmark detaches and runs in the background, writing
 ``<work-dir>/efficacy.log``; the same command again resumes where it
@@ -276,8 +278,8 @@ def _protocol_settings(args) -> dict:
 
 def _protocol_report(settings, log) -> int:
     from ddml.analysis.protocol import (ProtocolError, missing_runs,
-                                        protocol_records, protocol_report,
-                                        reused_arms)
+                                        protocol_figure, protocol_records,
+                                        protocol_report, reused_arms)
     proto = settings['proto']
     rows = protocol_records(proto, REPO_ROOT)
     missing = missing_runs(proto, rows)
@@ -286,16 +288,18 @@ def _protocol_report(settings, log) -> int:
         f'{settings["record_dir"]}'
         + ''.join(f', {a} from {d}' for a, d in reused.items())
         + f'; {len(missing)} run(s) of the protocol missing')
+    path = osp.join(REPO_ROOT, proto['report'])
+    figure = osp.splitext(path)[0] + '.png'
     try:
-        text = protocol_report(proto, rows)
+        protocol_figure(proto, rows, figure)
+        text = protocol_report(proto, rows, osp.basename(figure))
     except ProtocolError as err:
         log(str(err))
         return 1
-    path = osp.join(REPO_ROOT, proto['report'])
     with open(path, 'w') as f:
         f.write(text)
     print(text)
-    log(f'report: {path}')
+    log(f'report: {path}; figure: {figure}')
     return 0
 
 

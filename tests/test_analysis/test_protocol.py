@@ -8,9 +8,9 @@ import pytest
 
 from ddml.analysis.protocol import (ProtocolError, holm, load_protocol,
                                     missing_runs, paired_test,
-                                    primary_results, protocol_jobs,
-                                    protocol_records, protocol_report,
-                                    reused_arms)
+                                    primary_results, protocol_figure,
+                                    protocol_jobs, protocol_records,
+                                    protocol_report, reused_arms)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = dict(root='data/x', num_train=10, num_val=2, num_test=5, seed=0,
@@ -186,3 +186,40 @@ def test_reused_arms_are_read_from_earlier_records_not_run(tmp_path):
     assert res[1]['mean'] == pytest.approx(np.mean([1., 0.5, 1.5]))
     text = protocol_report(proto, rows)
     assert 'Arms read from earlier records' in text and '(old)' in text
+
+
+def test_figure_draws_every_run_and_the_report_shows_it(tmp_path):
+    """The picture holds each arm's runs by seed, the primaries with their
+    Holm decision and the exploratory comparisons on the same metric; the
+    report links it under the primary table."""
+    proto = load_protocol(_proto(tmp_path))
+    aps = dict(baseline=[10., 12., 11.], ddml=[13., 14., 14.5],
+               dmap=[12., 13.5, 13.])
+    rows = [_row(v, s, aps[v][k]) for v in aps for k, s in
+            enumerate([1, 2, 3])]
+    with pytest.raises(ProtocolError, match='dmap seed 3'):
+        protocol_figure(proto, rows[:-1], str(tmp_path / 'early.png'))
+    assert not (tmp_path / 'early.png').exists()
+    drawn = protocol_figure(proto, rows, str(tmp_path / 'r.png'))
+    png = (tmp_path / 'r.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10_000
+    (panel, ) = drawn['panels']
+    assert list(panel['arms']) == ['baseline', 'ddml', 'dmap']  # qi: none
+    assert panel['arms']['ddml'] == {1: 13., 2: 14., 3: 14.5}
+    res = primary_results(proto, rows)
+    comps = drawn['comparisons']
+    assert [c['label'] for c in comps] == [
+        'P1 ddml - baseline', 'P2 ddml - dmap', 'dmap - baseline']
+    for comp, r in zip(comps, res):
+        assert comp['primary'] and comp['significant'] == r['reject']
+        assert (comp['mean'], comp['low'], comp['high']) == \
+            (r['mean'], r['low'], r['high'])
+        assert comp['note'] == f'Holm p {r["p_holm"]:.3f}'
+    explo = paired_test(rows, 'dmap', 'baseline', 'AP3D_mod_loose')
+    assert not comps[2]['primary']
+    assert comps[2]['mean'] == pytest.approx(explo['mean'])
+    assert comps[2]['note'] == f'3 pairs, p {explo["p"]:.3f}'
+    text = protocol_report(proto, rows, figure='r.png')
+    table_end = text.index('## Arms')
+    assert text.index('](r.png)') < table_end
+    assert '](' not in protocol_report(proto, rows)

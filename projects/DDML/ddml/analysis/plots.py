@@ -4,14 +4,14 @@ matplotlib with the Agg backend (no display needed).
 """
 import os
 import os.path as osp
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..models.defaults import QI_B, QI_K
 
 __all__ = ['plot_training_curves', 'detector_loss', 'plot_pair_distances',
-           'plot_pca']
+           'plot_pca', 'plot_paired_seeds']
 
 
 def _plt():
@@ -239,4 +239,103 @@ def plot_pca(proj: np.ndarray,
         ax.set_ylabel('PC 2')
     ax.set_title(title or 'object descriptors (PCA)')
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _t_interval(values: np.ndarray, confidence: float = 0.95):
+    """Mean and two-sided Student-t interval (NaN bounds below 2 values)."""
+    from scipy import stats as st
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean()) if v.size else float('nan')
+    if v.size < 2:
+        return mean, float('nan'), float('nan')
+    half = float(st.t.ppf(0.5 + confidence / 2, v.size - 1) *
+                 v.std(ddof=1) / np.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+def plot_paired_seeds(panels: Sequence[Mapping],
+                      comparisons: Sequence[Mapping],
+                      path: str,
+                      title: str = '') -> str:
+    """Paired-seed runs at a glance: each run's value, the seeds joined
+    across arms, and the paired differences with their intervals.
+
+    One panel per metric (``panels``): x = arm, a dot per run, a grey line
+    per seed through the arms it ran in, and each arm's mean with its 95 %
+    Student-t interval (black). A last panel (a forest plot) draws
+    ``comparisons``: mean paired difference and interval per row, primary
+    endpoints in colour (blue when significant, orange when not), the
+    others grey, a vertical line at 0.
+
+    Args:
+        panels (Sequence[Mapping]): ``label`` (the metric's name) and
+            ``arms`` (arm label -> {seed: value}, in drawing order).
+        comparisons (Sequence[Mapping]): ``label``, ``mean``, ``low``,
+            ``high`` (the metric's units), ``primary`` (bool),
+            ``significant`` (bool, primaries only) and ``note`` (text
+            written beside the row, e.g. the Holm-adjusted p).
+        path (str): PNG to write.
+        title (str): Figure title.
+
+    Returns:
+        str: ``path``.
+    """
+    plt = _plt()
+    n = len(panels) + (1 if comparisons else 0)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
+    axes = axes[0]
+    for ax, panel in zip(axes, panels):
+        arms = list(panel['arms'].items())
+        seeds = sorted({s for _, vals in arms for s in vals})
+        for seed in seeds:
+            xs = [i for i, (_, vals) in enumerate(arms) if seed in vals]
+            ys = [arms[i][1][seed] for i in xs]
+            ax.plot(xs, ys, color='0.6', lw=0.8, alpha=0.7, zorder=1)
+            ax.scatter(xs, ys, s=14, color='tab:blue', alpha=0.8, lw=0,
+                       zorder=2)
+        for i, (_, vals) in enumerate(arms):
+            mean, low, high = _t_interval(list(vals.values()))
+            if np.isfinite(low):
+                ax.errorbar(i + 0.18, mean, yerr=[[mean - low], [high - mean]],
+                            fmt='s', color='black', ms=5, capsize=4,
+                            zorder=3)
+            else:
+                ax.plot(i + 0.18, mean, 's', color='black', ms=5, zorder=3)
+        ax.set_xticks(range(len(arms)))
+        ax.set_xticklabels([f'{a}\n({len(v)} runs)' for a, v in arms],
+                           fontsize=8)
+        ax.set_xlim(-0.5, len(arms) - 0.3)
+        ax.set_ylabel(panel['label'])
+        ax.set_title(f'{panel["label"]}: runs (lines join a seed), '
+                     'mean and 95 % CI', fontsize=9)
+        ax.grid(alpha=0.3, axis='y')
+    if comparisons:
+        ax = axes[-1]
+        ys = np.arange(len(comparisons))[::-1]
+        for y, c in zip(ys, comparisons):
+            color = ('tab:blue' if c.get('significant') else 'tab:orange') \
+                if c.get('primary') else '0.5'
+            if np.isfinite(c['low']):
+                ax.errorbar(c['mean'], y, xerr=[[c['mean'] - c['low']],
+                                                [c['high'] - c['mean']]],
+                            fmt='o', color=color, capsize=4,
+                            lw=2 if c.get('primary') else 1)
+            else:
+                ax.plot(c['mean'], y, 'o', color=color)
+            if c.get('note'):
+                ax.annotate(c['note'], (1.02, y), xycoords=('axes fraction',
+                                                           'data'),
+                            va='center', fontsize=8, color=color)
+        ax.axvline(0, color='black', lw=1, ls=':')
+        ax.set_yticks(ys)
+        ax.set_yticklabels([c['label'] for c in comparisons], fontsize=8)
+        ax.set_ylim(-0.7, len(comparisons) - 0.3)
+        ax.set_xlabel('paired difference (variant - reference)')
+        ax.set_title('paired differences, 95 % CI (colour: primary; '
+                     'grey: exploratory)', fontsize=9)
+        ax.grid(alpha=0.3, axis='x')
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)

@@ -43,7 +43,8 @@ from .efficacy import (COLUMNS_BY_DATASET, VARIANTS, aggregate,
 __all__ = ['ProtocolError', 'load_protocol', 'protocol_dataset',
            'protocol_columns', 'protocol_jobs', 'missing_runs',
            'load_records', 'protocol_records', 'reused_arms', 'holm',
-           'paired_test', 'primary_results', 'protocol_report']
+           'paired_test', 'primary_results', 'protocol_report',
+           'protocol_figure']
 
 _REQUIRED = ('name', 'question', 'data', 'split', 'iters', 'arms',
              'primary', 'alpha', 'records', 'report')
@@ -340,7 +341,70 @@ def _fmt(v: float, digits: int, sign: bool = False) -> str:
     return f'{v:+.{digits}f}' if sign else f'{v:.{digits}f}'
 
 
-def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
+def protocol_figure(proto: Mapping, rows: Sequence[Dict],
+                    path: str) -> Dict[str, List]:
+    """The analysis as a picture (:func:`ddml.analysis.plots.
+    plot_paired_seeds`): per primary metric, every run of every arm with
+    its seeds joined; then the primary endpoints (Holm) and the
+    exploratory comparisons on the same metrics (unadjusted), each a mean
+    paired difference with its 95 % interval. Arms and comparisons are
+    named by their variant keys (``ddml``, ``baseline``, ...).
+
+    Args:
+        proto (Mapping): A protocol (:func:`load_protocol`).
+        rows (Sequence[dict]): Its run records.
+        path (str): PNG to write.
+
+    Returns:
+        dict: What was drawn: ``panels`` and ``comparisons`` (as
+        :func:`~ddml.analysis.plots.plot_paired_seeds` takes them).
+
+    Raises:
+        ProtocolError: While a primary arm lacks one of its runs.
+    """
+    from .plots import plot_paired_seeds
+    primaries = primary_results(proto, rows)
+    rows = _valid(proto, rows)
+    column_keys = _column_keys(proto)
+    metrics = list(OrderedDict((ep['metric'], None)
+                               for ep in proto['primary']))
+    panels = []
+    for metric in metrics:
+        arms = OrderedDict()
+        for variant in proto['arms']:
+            vals = {int(r['seed']): float(r[metric]) for r in rows
+                    if r['variant'] == variant and
+                    math.isfinite(float(r.get(metric, float('nan'))))}
+            if vals:
+                arms[variant] = vals
+        panels.append(dict(label=column_keys[metric][0], arms=arms))
+    comparisons = [dict(
+        label=f'{r["id"]} {r["variant"]} - {r["reference"]}'
+        + (f' ({column_keys[r["metric"]][0]})' if len(metrics) > 1 else ''),
+        mean=r['mean'], low=r['low'], high=r['high'], primary=True,
+        significant=r['reject'], note=f'Holm p {r["p_holm"]:.3f}')
+        for r in primaries]
+    done = {(r['variant'], r['reference'], r['metric']) for r in primaries}
+    for variant, reference in proto.get('exploratory', []):
+        for metric in metrics:
+            if (variant, reference, metric) in done:
+                continue
+            res = paired_test(rows, variant, reference, metric)
+            if res['n'] < 2:
+                continue
+            comparisons.append(dict(
+                label=f'{variant} - {reference}'
+                + (f' ({column_keys[metric][0]})' if len(metrics) > 1
+                   else ''),
+                mean=res['mean'], low=res['low'], high=res['high'],
+                primary=False, note=f'{res["n"]} pairs, p {res["p"]:.3f}'))
+    plot_paired_seeds(panels, comparisons, path,
+                      title=f'{proto["name"]} (split {proto["split"]})')
+    return dict(panels=panels, comparisons=comparisons)
+
+
+def protocol_report(proto: Mapping, rows: Sequence[Dict],
+                    figure: Optional[str] = None) -> str:
     """The protocol's analysis in markdown: primary endpoints (Holm),
     arm means, exploratory paired differences (unadjusted, labelled so),
     manipulation checks and the per-seed values of the primary metrics.
@@ -348,6 +412,9 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
     Args:
         proto (Mapping): A protocol (:func:`load_protocol`).
         rows (Sequence[dict]): Its run records (:func:`load_records`).
+        figure (str, optional): A picture of the analysis
+            (:func:`protocol_figure`) to show under the primary table, as
+            a path relative to the report.
 
     Returns:
         str: The report.
@@ -387,6 +454,8 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict]) -> str:
         ['id', 'comparison', 'metric', 'pairs', 'mean diff',
          '95 % CI (unadjusted)', 't', 'p', 'p (Holm)',
          f'significant at {alpha:g}'], prow, markdown=True))
+    if figure:
+        parts += ['', f'![runs per seed and paired differences]({figure})']
     agg = aggregate(rows)
     parts += ['', '## Arms (mean ± sample sd over seeds)', '']
     header = ['arm', 'runs'] + [c[0] for c in columns]
