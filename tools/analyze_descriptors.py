@@ -3,8 +3,8 @@
 Example (the demo's DDML model)::
 
     python tools/analyze_descriptors.py \
-        configs/demo/ddml_smoke_r18-half_secondfpn_1xb8-1k_demo-kitti-*.py \
-        work_dirs/demo/ddml/iter_300.pth --split val --out-dir work_dirs/desc
+        configs/demo/ddml_monodle_r18-half_secondfpn_1xb8-1200iter_demo-kitti-mono3d.py \
+        work_dirs/demo/ddml/iter_1200.pth --split val --out-dir work_dirs/desc
 
 Reads one descriptor per ground-truth object (the wrapper's
 ``feature_level``/``descriptor_pool`` for a DepthDiscriminativeDetector

@@ -3,7 +3,8 @@
 Variants (``--variants``): baseline; DDML as this add-on trains it (hinge
 quasi-isometric loss + depth-map head); DDML exactly as released (official
 QI form, weight 0.5, temperature 10, detached target, depth-map head weight
-1); QI loss only; depth-map head only; MetricDepth. The default trains 5
+1, and the release's sample rules: no auxiliary loss on affine-augmented
+images, KITTI's 'UnKnown' objects left out); QI loss only; depth-map head only; MetricDepth. The default trains 5
 seeds of the first three and 3 of the others, each on the demo's data and
 schedule shortened to 600 iterations, 2 runs at a time with one thread
 each, evaluates on ``--eval-split`` (``val``, where design choices are
@@ -14,8 +15,8 @@ with a 95 % confidence interval (unadjusted: exploratory).
 ``--dataset waymo`` runs it on the synthetic Waymo-format data of
 ``tools/run_demo.py --dataset waymo`` with the Waymo demo configs
 (variants baseline, ddml, qi, dmap), evaluated with WaymoMono3DMetric:
-Vehicle LET-3D-AP / APL / APH (LEVEL_2) and AP / APH (LEVEL_1, LEVEL_2)
-take the place of KITTI's AP40 columns; data in ``data/demo_waymo``,
+Vehicle LET-3D-AP / APL / APH (LEVEL_2), AP / APH (LEVEL_1, LEVEL_2) and
+LET-3D-AP and AP (LEVEL_2) by range take the place of KITTI's AP40 columns; data in ``data/demo_waymo``,
 results in ``work_dirs/efficacy-waymo``.
 
 ``--protocol docs/efficacy/protocol.json`` runs a pre-registered protocol

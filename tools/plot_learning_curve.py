@@ -1,9 +1,10 @@
 """Plot validation figures against iterations for one or more runs.
 
-Example (the demo's learning curve in docs/benchmarks.md)::
+Example (runs named in the legend as ``NAME=DIR``; docs/benchmarks.md,
+"Why this detector", draws the demo's learning curve this way)::
 
-    python tools/plot_learning_curve.py work_dirs/lc_baseline \
-        --out docs/figures/demo_learning_curve.png
+    python tools/plot_learning_curve.py "baseline=work_dirs/lc_baseline" \
+        "ddml=work_dirs/lc_ddml" --out learning_curve.png
 
 Each run directory must hold mmengine's ``<timestamp>/vis_data/
 scalars.json`` of a training with in-training validation

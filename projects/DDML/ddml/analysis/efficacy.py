@@ -93,7 +93,12 @@ WAYMO_COLUMNS = [
     ('Vehicle AP L1', 'Waymo/Vehicle/LEVEL_1/AP', 1, 3, True),
     ('Vehicle APH L1', 'Waymo/Vehicle/LEVEL_1/APH', 1, 3, True),
     ('Vehicle AP L2', 'Waymo/Vehicle/LEVEL_2/AP', 1, 3, True),
-] + _SHARED_COLUMNS
+    ('Vehicle APH L2', 'Waymo/Vehicle/LEVEL_2/APH', 1, 3, True),
+] + [(f'Vehicle {name} L2 {label}',
+      f'Waymo/Vehicle/LEVEL_2/Range_{rng}/{key}', 1, 3, True)
+     for name, key in (('LET-3D-AP', 'LET-AP'), ('AP', 'AP'))
+     for label, rng in (('0-30 m', '0-30m'), ('30-50 m', '30-50m'),
+                        ('50+ m', '50m-inf'))] + _SHARED_COLUMNS
 #: The columns of each dataset (``dataset`` of the rows and protocols).
 COLUMNS_BY_DATASET = OrderedDict([('kitti', COLUMNS),
                                   ('waymo', WAYMO_COLUMNS)])

@@ -1,4 +1,5 @@
-"""PNG figures of the demo and of ``tools/analyze_descriptors.py``.
+"""PNG figures of the demo, of ``tools/analyze_descriptors.py`` and of a
+pre-registered protocol's analysis (:func:`plot_paired_seeds`).
 
 matplotlib with the Agg backend (no display needed).
 """
@@ -8,7 +9,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..models.defaults import QI_B, QI_K
+from ..models.defaults import QI_B, QI_EPS, QI_K
 
 __all__ = ['plot_training_curves', 'detector_loss', 'plot_pair_distances',
            'plot_pca', 'plot_paired_seeds']
@@ -46,7 +47,7 @@ def detector_loss(scalars: Mapping[str, np.ndarray]
 
     Args:
         scalars (Mapping[str, np.ndarray]): Columns of
-            :func:`read_scalars` (``loss`` and ``loss_*``).
+            :func:`~ddml.analysis.demo_report.read_scalars` (``loss`` and ``loss_*``).
 
     Returns:
         np.ndarray | None: Per logged step; None without a ``loss``
@@ -64,7 +65,7 @@ def detector_loss(scalars: Mapping[str, np.ndarray]
 def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
                          path: str,
                          smooth: int = 1) -> str:
-    """Loss curves of several runs (columns of :func:`read_scalars`).
+    """Loss curves of several runs (columns of :func:`~ddml.analysis.demo_report.read_scalars`).
 
     Panels: total loss, the detector's own losses (the total less DDML's
     auxiliary losses, :func:`detector_loss`: comparable between a baseline
@@ -126,7 +127,7 @@ def plot_pair_distances(depth_dist: np.ndarray,
                         path: str,
                         K: float = QI_K,
                         B: float = QI_B,
-                        eps: Optional[float] = 10.0,
+                        eps: Optional[float] = QI_EPS,
                         title: str = '',
                         stats: Optional[Dict[str, float]] = None,
                         max_points: int = 20000,
@@ -134,7 +135,8 @@ def plot_pair_distances(depth_dist: np.ndarray,
     """Descriptor distance against depth distance of object pairs.
 
     Draws the quasi-isometry bounds ``K d + B`` and ``d / K - B`` and the
-    neighbourhood radius ``eps``. Descriptor distances are usually on a
+    neighbourhood radius ``eps`` (where it lies inside the pairs' depth
+    distances). Descriptor distances are usually on a
     different scale than metres; a second panel rescales them by their
     median ratio to depth distance so that the shape is comparable across
     models (the bounds apply to the raw left panel only).

@@ -18,7 +18,9 @@ arm lacks a run, so nothing is looked at early.
 Keys of the JSON file: ``name``, ``question``, ``dataset`` (optional:
 ``kitti``, the default, or ``waymo``; it picks the configs, the data's
 format and the metric columns), ``data`` (``root``,
-``num_train``, ``num_val``, ``num_test``, ``seed``), ``split``, ``iters``,
+``num_train``, ``num_val``, ``num_test``, ``seed``, ``scale``, optionally
+``layout``: every key but ``root`` must equal the run's data manifest),
+``split``, ``iters``,
 ``arms`` (variant -> seeds), ``primary`` (list of ``id``, ``variant``,
 ``reference``, ``metric``), ``alpha``, ``exploratory`` (list of
 ``[variant, reference]``), ``manipulation_checks`` (metric keys),
@@ -411,7 +413,7 @@ def protocol_report(proto: Mapping, rows: Sequence[Dict],
 
     Args:
         proto (Mapping): A protocol (:func:`load_protocol`).
-        rows (Sequence[dict]): Its run records (:func:`load_records`).
+        rows (Sequence[dict]): Its run records (:func:`protocol_records`).
         figure (str, optional): A picture of the analysis
             (:func:`protocol_figure`) to show under the primary table, as
             a path relative to the report.

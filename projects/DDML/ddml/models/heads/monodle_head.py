@@ -74,6 +74,7 @@ from mmdet3d.registry import MODELS, TASK_UTILS
 from mmdet3d.structures import CameraInstance3DBoxes
 from mmdet3d.utils import (ConfigType, InstanceList, OptConfigType,
                            OptInstanceList, OptMultiConfig)
+from ..defaults import MAX_DEPTH, MIN_DEPTH
 from ..task_modules import MonoDLECoder
 
 __all__ = [
@@ -244,8 +245,8 @@ class MonoDLEHead(BaseMono3DDenseHead):
                      type='DimensionAwareL1Loss', loss_weight=1.0),
                  loss_heading: OptConfigType = None,
                  htl: OptConfigType = None,
-                 min_depth: float = 2.0,
-                 max_depth: float = 65.0,
+                 min_depth: float = MIN_DEPTH,
+                 max_depth: float = MAX_DEPTH,
                  skip_3d_on_affine_aug: bool = True,
                  skip_unknown_difficulty: bool = False,
                  bbox2d_source: str = 'projected',
