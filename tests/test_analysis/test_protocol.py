@@ -223,3 +223,25 @@ def test_figure_draws_every_run_and_the_report_shows_it(tmp_path):
     table_end = text.index('## Arms')
     assert text.index('](r.png)') < table_end
     assert '](' not in protocol_report(proto, rows)
+
+
+def test_figure_names_the_metric_when_there_are_two(tmp_path):
+    """Two primary metrics (as the Waymo protocol's): a panel each, and
+    every comparison says which metric it is on."""
+    proto = load_protocol(_proto(
+        tmp_path, arms=dict(baseline=[1, 2, 3], ddml=[1, 2, 3]),
+        primary=[dict(id='W1', variant='ddml', reference='baseline',
+                      metric='AP3D_mod_loose'),
+                 dict(id='W2', variant='ddml', reference='baseline',
+                      metric='APBEV_mod_loose')],
+        exploratory=[]))
+    rows = [_row(v, s, ap + k, APBEV_mod_loose=ap + 2 * k)
+            for v, ap in (('baseline', 10.), ('ddml', 12.))
+            for k, s in enumerate([1, 2, 3])]
+    drawn = protocol_figure(proto, rows, str(tmp_path / 'w.png'))
+    assert [p['label'] for p in drawn['panels']] == [
+        'Car AP3D mod 0.5', 'Car APBEV mod 0.5']
+    assert drawn['panels'][1]['arms']['ddml'] == {1: 12., 2: 14., 3: 16.}
+    assert [c['label'] for c in drawn['comparisons']] == [
+        'W1 ddml - baseline (Car AP3D mod 0.5)',
+        'W2 ddml - baseline (Car APBEV mod 0.5)']

@@ -380,9 +380,12 @@ def protocol_figure(proto: Mapping, rows: Sequence[Dict],
             if vals:
                 arms[variant] = vals
         panels.append(dict(label=column_keys[metric][0], arms=arms))
+    def named(metric: str) -> str:  # the metric, where there are several
+        return f' ({column_keys[metric][0]})' if len(metrics) > 1 else ''
+
     comparisons = [dict(
         label=f'{r["id"]} {r["variant"]} - {r["reference"]}'
-        + (f' ({column_keys[r["metric"]][0]})' if len(metrics) > 1 else ''),
+        + named(r['metric']),
         mean=r['mean'], low=r['low'], high=r['high'], primary=True,
         significant=r['reject'], note=f'Holm p {r["p_holm"]:.3f}')
         for r in primaries]
@@ -395,9 +398,7 @@ def protocol_figure(proto: Mapping, rows: Sequence[Dict],
             if res['n'] < 2:
                 continue
             comparisons.append(dict(
-                label=f'{variant} - {reference}'
-                + (f' ({column_keys[metric][0]})' if len(metrics) > 1
-                   else ''),
+                label=f'{variant} - {reference}' + named(metric),
                 mean=res['mean'], low=res['low'], high=res['high'],
                 primary=False, note=f'{res["n"]} pairs, p {res["p"]:.3f}'))
     plot_paired_seeds(panels, comparisons, path,
