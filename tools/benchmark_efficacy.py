@@ -4,20 +4,22 @@ Variants (``--variants``): baseline; DDML as this add-on trains it (hinge
 quasi-isometric loss + depth-map head); DDML exactly as released (official
 QI form, weight 0.5, temperature 10, detached target, depth-map head weight
 1, and the release's sample rules: no auxiliary loss on affine-augmented
-images, KITTI's 'UnKnown' objects left out); QI loss only; depth-map head only; MetricDepth. The default trains 5
-seeds of the first three and 3 of the others, each on the demo's data and
-schedule shortened to 600 iterations, 2 runs at a time with one thread
-each, evaluates on ``--eval-split`` (``val``, where design choices are
-made, or the held-out ``test``, where claims are made) and reports mean ±
-std, the paired difference of every variant to the baseline (same seed)
-with a 95 % confidence interval (unadjusted: exploratory).
+images, KITTI's 'UnKnown' objects left out); QI loss only; depth-map head
+only; MetricDepth. The default trains 5 seeds of the first three and 3 of
+the others, each on the demo's data and schedule shortened to 600
+iterations, 2 runs at a time with one thread each, evaluates on
+``--eval-split`` (``val``, where design choices are made, or the held-out
+``test``, where claims are made) and reports mean ± std, the paired
+difference of every variant to the baseline (same seed) with a 95 %
+confidence interval (unadjusted: exploratory).
 
 ``--dataset waymo`` runs it on the synthetic Waymo-format data of
 ``tools/run_demo.py --dataset waymo`` with the Waymo demo configs
 (variants baseline, ddml, qi, dmap), evaluated with WaymoMono3DMetric:
 Vehicle LET-3D-AP / APL / APH (LEVEL_2), AP / APH (LEVEL_1, LEVEL_2) and
-LET-3D-AP and AP (LEVEL_2) by range take the place of KITTI's AP40 columns; data in ``data/demo_waymo``,
-results in ``work_dirs/efficacy-waymo``.
+LET-3D-AP and AP (LEVEL_2) by range take the place of KITTI's AP40
+columns; data in ``data/demo_waymo``, results in
+``work_dirs/efficacy-waymo``.
 
 ``--protocol docs/efficacy/protocol.json`` runs a pre-registered protocol
 instead (its data, split, schedule, arms and seeds; nothing else may be

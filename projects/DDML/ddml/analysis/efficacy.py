@@ -32,7 +32,8 @@ from .demo_report import find_scalars, format_table, read_scalars, \
 __all__ = ['VARIANTS', 'DEFAULT_SEEDS', 'COLUMNS', 'WAYMO_COLUMNS',
            'COLUMNS_BY_DATASET', 'columns_for', 'benchmark_jobs',
            'record_path', 'run_one', 'run_benchmark', 'aggregate',
-           'paired_differences', 'efficacy_tables', 'efficacy_report',
+           'mean_interval', 'paired_differences', 'efficacy_tables',
+           'efficacy_report',
            'loss_magnitudes']
 
 #: name -> (title, config role, extra --cfg-options)
@@ -398,6 +399,31 @@ def aggregate(rows: Sequence[Dict]) -> Dict[str, Dict[str, Dict]]:
     return out
 
 
+def mean_interval(values: Sequence[float],
+                  confidence: float = 0.95) -> Dict[str, float]:
+    """Mean of ``values`` with its two-sided Student-t interval.
+
+    Args:
+        values (Sequence[float]): Samples (e.g. per-seed differences).
+        confidence (float): Two-sided level. Defaults to 0.95.
+
+    Returns:
+        dict: ``n``, ``mean``, ``std`` (sample sd), ``low``, ``high``
+        (NaN sd and bounds below two values; NaN mean without one).
+    """
+    from scipy import stats as st
+    v = np.asarray(values, dtype=float).reshape(-1)
+    n = int(v.size)
+    res = dict(n=n, mean=float(v.mean()) if n else float('nan'),
+               std=float(v.std(ddof=1)) if n > 1 else float('nan'),
+               low=float('nan'), high=float('nan'))
+    if n > 1:
+        half = float(st.t.ppf(0.5 + confidence / 2, n - 1)) * \
+            res['std'] / math.sqrt(n)
+        res['low'], res['high'] = res['mean'] - half, res['mean'] + half
+    return res
+
+
 def paired_differences(rows: Sequence[Dict],
                        baseline: str = 'baseline',
                        keys: Optional[Sequence[str]] = None,
@@ -418,7 +444,6 @@ def paired_differences(rows: Sequence[Dict],
         differences), ``low``, ``high`` (the interval; NaN with fewer than
         two pairs) and ``outside`` (True when 0 lies outside the interval).
     """
-    from scipy import stats as st
     keys = list(keys) if keys is not None else \
         [c[1] for c in columns_for(rows)]
     by = {}
@@ -434,17 +459,8 @@ def paired_differences(rows: Sequence[Dict],
         for key in keys:
             d = np.array([_num(seeds[s].get(key)) - _num(base[s].get(key))
                           for s in common])
-            d = d[np.isfinite(d)]
-            n = int(d.size)
-            res = dict(n=n, mean=float(d.mean()) if n else float('nan'),
-                       std=float(d.std(ddof=1)) if n > 1 else float('nan'),
-                       low=float('nan'), high=float('nan'), outside=False)
-            if n > 1:
-                half = float(st.t.ppf(0.5 + confidence / 2, n - 1)) * \
-                    res['std'] / math.sqrt(n)
-                res['low'], res['high'] = res['mean'] - half, \
-                    res['mean'] + half
-                res['outside'] = bool(res['low'] > 0 or res['high'] < 0)
+            res = mean_interval(d[np.isfinite(d)], confidence)
+            res['outside'] = bool(res['low'] > 0 or res['high'] < 0)
             out[variant][key] = res
     return out
 

@@ -47,7 +47,8 @@ def detector_loss(scalars: Mapping[str, np.ndarray]
 
     Args:
         scalars (Mapping[str, np.ndarray]): Columns of
-            :func:`~ddml.analysis.demo_report.read_scalars` (``loss`` and ``loss_*``).
+            :func:`~ddml.analysis.demo_report.read_scalars` (``loss``
+            and ``loss_*``).
 
     Returns:
         np.ndarray | None: Per logged step; None without a ``loss``
@@ -65,7 +66,8 @@ def detector_loss(scalars: Mapping[str, np.ndarray]
 def plot_training_curves(runs: Mapping[str, Dict[str, np.ndarray]],
                          path: str,
                          smooth: int = 1) -> str:
-    """Loss curves of several runs (columns of :func:`~ddml.analysis.demo_report.read_scalars`).
+    """Loss curves of several runs (columns of
+    :func:`~ddml.analysis.demo_report.read_scalars`).
 
     Panels: total loss, the detector's own losses (the total less DDML's
     auxiliary losses, :func:`detector_loss`: comparable between a baseline
@@ -244,18 +246,6 @@ def plot_pca(proj: np.ndarray,
     return _save(fig, path)
 
 
-def _t_interval(values: np.ndarray, confidence: float = 0.95):
-    """Mean and two-sided Student-t interval (NaN bounds below 2 values)."""
-    from scipy import stats as st
-    v = np.asarray(values, dtype=float)
-    mean = float(v.mean()) if v.size else float('nan')
-    if v.size < 2:
-        return mean, float('nan'), float('nan')
-    half = float(st.t.ppf(0.5 + confidence / 2, v.size - 1) *
-                 v.std(ddof=1) / np.sqrt(v.size))
-    return mean, mean - half, mean + half
-
-
 def plot_paired_seeds(panels: Sequence[Mapping],
                       comparisons: Sequence[Mapping],
                       path: str,
@@ -283,6 +273,7 @@ def plot_paired_seeds(panels: Sequence[Mapping],
     Returns:
         str: ``path``.
     """
+    from .efficacy import mean_interval
     plt = _plt()
     n = len(panels) + (1 if comparisons else 0)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
@@ -297,13 +288,16 @@ def plot_paired_seeds(panels: Sequence[Mapping],
             ax.scatter(xs, ys, s=14, color='tab:blue', alpha=0.8, lw=0,
                        zorder=2)
         for i, (_, vals) in enumerate(arms):
-            mean, low, high = _t_interval(list(vals.values()))
-            if np.isfinite(low):
-                ax.errorbar(i + 0.18, mean, yerr=[[mean - low], [high - mean]],
+            m = mean_interval(list(vals.values()))
+            if np.isfinite(m['low']):
+                ax.errorbar(i + 0.18, m['mean'],
+                            yerr=[[m['mean'] - m['low']],
+                                  [m['high'] - m['mean']]],
                             fmt='s', color='black', ms=5, capsize=4,
                             zorder=3)
             else:
-                ax.plot(i + 0.18, mean, 's', color='black', ms=5, zorder=3)
+                ax.plot(i + 0.18, m['mean'], 's', color='black', ms=5,
+                        zorder=3)
         ax.set_xticks(range(len(arms)))
         ax.set_xticklabels([f'{a}\n({len(v)} runs)' for a, v in arms],
                            fontsize=8)
@@ -326,8 +320,8 @@ def plot_paired_seeds(panels: Sequence[Mapping],
             else:
                 ax.plot(c['mean'], y, 'o', color=color)
             if c.get('note'):
-                ax.annotate(c['note'], (1.02, y), xycoords=('axes fraction',
-                                                           'data'),
+                ax.annotate(c['note'], (1.02, y),
+                            xycoords=('axes fraction', 'data'),
                             va='center', fontsize=8, color=color)
         ax.axvline(0, color='black', lw=1, ls=':')
         ax.set_yticks(ys)

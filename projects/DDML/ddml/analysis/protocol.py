@@ -380,6 +380,7 @@ def protocol_figure(proto: Mapping, rows: Sequence[Dict],
             if vals:
                 arms[variant] = vals
         panels.append(dict(label=column_keys[metric][0], arms=arms))
+
     def named(metric: str) -> str:  # the metric, where there are several
         return f' ({column_keys[metric][0]})' if len(metrics) > 1 else ''
 
